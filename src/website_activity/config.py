@@ -1,0 +1,239 @@
+"""Configuration: one merged, type-checked view of ``conf/``.
+
+Layers, lowest precedence first:
+
+1. ``conf/base.yaml`` declares every key and, by its value, the key's type.
+2. ``conf/profiles/<profile>.yaml`` (profile from ``--profile``, ``PROFILE`` or ``local``).
+3. ``conf/local/*.yaml`` in name order (untracked: overrides and secrets).
+4. Environment variables ``WA__SECTION__KEY=value`` (values parsed as YAML scalars).
+5. Command-line overrides, given as ``{"section.key": value}``.
+
+A key that base does not declare, or a value of another type, is rejected with a
+:class:`ConfigError` naming the key and where it came from. Nothing happens at import.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from website_activity.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENV_PREFIX = "WA__"
+
+
+def conf_dir(root: Path | None = None) -> Path:
+    return (root or REPO_ROOT) / "conf"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def _type_ok(expected: Any, value: Any) -> bool:
+    if isinstance(expected, bool):
+        return isinstance(value, bool)
+    if isinstance(expected, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(expected, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(expected, str):
+        return isinstance(value, str)
+    if isinstance(expected, list):
+        return isinstance(value, list)
+    if isinstance(expected, dict):
+        return isinstance(value, dict)
+    return expected is None or value is None or type(expected) is type(value)
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string",
+            list: "list", dict: "mapping"}.get(type(value), type(value).__name__)
+
+
+def _merge(base: dict[str, Any], layer: Mapping[str, Any], source: str, prefix: str = "") -> None:
+    """Merge ``layer`` into ``base`` in place, checking keys and types against ``base``."""
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if key not in base:
+            raise ConfigError(f"{source}: unknown key '{dotted}'")
+        current = base[key]
+        if isinstance(current, dict) and current and not _is_free_mapping(dotted):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{dotted}' must be a mapping, got {_type_name(value)}")
+            _merge(current, value, source, dotted + ".")
+            continue
+        if not _type_ok(current, value):
+            raise ConfigError(
+                f"{source}: '{dotted}' must be a {_type_name(current)}, got {_type_name(value)} {value!r}"
+            )
+        if isinstance(current, float) and isinstance(value, int):
+            value = float(value)
+        base[key] = copy.deepcopy(value)
+
+
+# Mappings whose keys are data (enum names), replaced whole rather than checked key by key.
+_FREE_MAPPINGS = {"schema.enums"}
+
+
+def _is_free_mapping(dotted: str) -> bool:
+    return dotted in _FREE_MAPPINGS
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    node = out
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _env_layers(environ: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    layers = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        dotted = name[len(ENV_PREFIX):].lower().replace("__", ".")
+        raw = environ[name]
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        layers.append((f"environment variable {name}", _nest(dotted, value)))
+    return layers
+
+
+def profiles(root: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (conf_dir(root) / "profiles").glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The merged configuration, with paths resolved against the repository root."""
+
+    data: dict[str, Any]
+    root: Path
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.data[section]
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self.data
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    def path(self, key: str) -> Path:
+        """An absolute path for ``paths.<key>``."""
+        p = Path(self.data["paths"][key])
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def bootstrap_servers(self) -> str:
+        k = self.data["kafka"]
+        return k["bootstrap_servers"] or f"{k['host']}:{k['port']}"
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self.data["topics"]["names"])
+
+    @property
+    def schema_fields(self) -> list[dict[str, Any]]:
+        return list(self.data["schema"]["fields"])
+
+
+def load_config(
+    profile: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    root: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load and merge the configuration layers.
+
+    Args:
+        profile: Profile name; defaults to ``$PROFILE`` or ``local``.
+        overrides: Command-line values as ``{"section.key": value}``; ``None`` values are skipped.
+        root: Repository root holding ``conf/`` (tests pass a temp folder).
+        environ: Environment mapping (defaults to ``os.environ``).
+
+    Returns:
+        The merged :class:`Settings`.
+
+    Raises:
+        ConfigError: A file is missing or malformed, the profile is unknown, or a key or type is wrong.
+    """
+    root = (root or REPO_ROOT).resolve()
+    environ = os.environ if environ is None else environ
+    cdir = conf_dir(root)
+    base_file = cdir / "base.yaml"
+    if not base_file.exists():
+        raise ConfigError(f"{base_file}: missing (the base configuration declares every key)")
+    data = _read_yaml(base_file)
+
+    profile = profile or environ.get("PROFILE") or "local"
+    profile_file = cdir / "profiles" / f"{profile}.yaml"
+    if not profile_file.exists():
+        raise ConfigError(f"unknown profile '{profile}' (known: {', '.join(profiles(root)) or 'none'})")
+    layers: list[tuple[str, Mapping[str, Any]]] = [(str(profile_file), _read_yaml(profile_file))]
+    local_dir = cdir / "local"
+    if local_dir.is_dir():
+        layers += [(str(p), _read_yaml(p)) for p in sorted(local_dir.glob("*.yaml"))]
+    layers += _env_layers(environ)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            layers.append((f"command-line option for '{dotted}'", _nest(dotted, value)))
+
+    for source, layer in layers:
+        _merge(data, layer, source)
+    data["profile"] = profile
+    _check_semantics(data)
+    return Settings(data=data, root=root)
+
+
+def _check_semantics(data: dict[str, Any]) -> None:
+    if data["kafka"]["mode"] not in ("embedded", "external"):
+        raise ConfigError(f"kafka.mode must be 'embedded' or 'external', got {data['kafka']['mode']!r}")
+    for key in ("port", "controller_port"):
+        port = data["kafka"][key]
+        if not 0 < port < 65536:
+            raise ConfigError(f"kafka.{key} must be a TCP port (1-65535), got {port}")
+    if data["kafka"]["port"] == data["kafka"]["controller_port"]:
+        raise ConfigError("kafka.port and kafka.controller_port must differ")
+    if data["run"]["events"] < 0:
+        raise ConfigError(f"run.events must be >= 0, got {data['run']['events']}")
+    if not data["topics"]["names"]:
+        raise ConfigError("topics.names must name at least one topic")
+    known_types = {"string", "timestamp", "integer"}
+    names = set()
+    for f in data["schema"]["fields"]:
+        if not isinstance(f, dict) or not {"name", "type"} <= set(f):
+            raise ConfigError(f"schema.fields: each field needs a name and a type, got {f!r}")
+        if f["type"] not in known_types:
+            raise ConfigError(f"schema.fields: field '{f['name']}' has unknown type '{f['type']}'")
+        names.add(f["name"])
+    for enum in data["schema"]["enums"]:
+        if enum not in names:
+            raise ConfigError(f"schema.enums: '{enum}' is not a declared field")
+    if not 0.0 < data["train"]["test_fraction"] < 1.0:
+        raise ConfigError("train.test_fraction must be between 0 and 1")

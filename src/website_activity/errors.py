@@ -1,0 +1,17 @@
+"""Errors a user can cause and fix. Entry points print them as one line and exit non-zero."""
+
+
+class PipelineError(Exception):
+    """A failure with a one-line explanation meant for the user (no stack trace)."""
+
+    exit_code = 2
+
+
+class ConfigError(PipelineError):
+    """The configuration is missing, malformed, or names an unknown key, type or profile."""
+
+
+class ValidationFailed(PipelineError):
+    """The data quality gate failed: training must not go on."""
+
+    exit_code = 3

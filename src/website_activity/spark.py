@@ -1,0 +1,51 @@
+"""The one place a SparkSession is built, from ``spark.*`` in the configuration."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from website_activity.config import Settings
+from website_activity.jvm import jars, java_executable
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def spark_jars(settings: Settings) -> list[str]:
+    """Spark's Kafka source and its dependencies, as fetched by ``make setup``."""
+    return [str(p) for p in jars(settings.path("jvm") / "spark", "Spark Kafka source")]
+
+
+def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
+    """Build (or reuse) the SparkSession.
+
+    Args:
+        settings: The merged configuration.
+        app_suffix: Appended to ``spark.app_name`` to tell the stages apart.
+
+    Raises:
+        PipelineError: Java is missing or too old, or the Kafka jars were not fetched.
+    """
+    java = java_executable()
+    if settings["spark"]["master"].startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # stay on loopback
+    os.environ.setdefault("JAVA_HOME", str(os.path.dirname(os.path.dirname(os.path.realpath(java)))))
+    from pyspark.sql import SparkSession
+
+    s = settings["spark"]
+    builder = (
+        SparkSession.builder.master(s["master"])
+        .appName(s["app_name"] + (f"-{app_suffix}" if app_suffix else ""))
+        .config("spark.driver.memory", s["driver_memory"])
+        .config("spark.sql.shuffle.partitions", str(s["shuffle_partitions"]))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
+        # Spark's Kafka source as local jars: no download at run time, same jars on every run.
+        .config("spark.jars", ",".join(spark_jars(settings)))
+    )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(s["log_level"])
+    return spark
