@@ -6,6 +6,7 @@ PROFILE ?= local
 PORT    ?=
 
 PY      := .venv/bin/python
+export WA_ROOT := $(CURDIR)
 # Options every stage shares; empty variables fall back to the configuration in conf/.
 COMMON  := --profile $(PROFILE) $(if $(PORT),--port $(PORT))
 export PROFILE

@@ -217,9 +217,10 @@ class EmbeddedBroker:
                                 f"{self.bootstrap}: run 'make kafka-down' and try again")
         for port, key in ((self.port, "kafka.port"), (self.controller_port, "kafka.controller_port")):
             if port_in_use(self.host, port):
+                make_var = ", or make ... PORT=N" if key == "kafka.port" else ""
                 raise PipelineError(
                     f"port {port} on {self.host} is already in use: set {key} to a free port "
-                    f"(conf/local/*.yaml, WA__{key.upper().replace('.', '__')}=..., or PORT=... for make)")
+                    f"(in conf/local/*.yaml, WA__{key.upper().replace('.', '__')}=N{make_var})")
         self._prepare()
         with open(self.home / "logs" / "stdout.log", "ab") as out:
             proc = subprocess.Popen(self._java_cmd("kafka.Kafka", str(self.properties_file)),

@@ -24,12 +24,22 @@ import yaml
 
 from website_activity.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_PREFIX = "WA__"
 
 
+def repo_root() -> Path:
+    """The project folder: ``$WA_ROOT`` (the Makefile sets it), else the current folder if it holds
+    ``conf/base.yaml``, else the checkout this package was installed from (editable install)."""
+    if os.environ.get("WA_ROOT"):
+        return Path(os.environ["WA_ROOT"]).resolve()
+    cwd = Path.cwd()
+    if (cwd / "conf" / "base.yaml").exists():
+        return cwd.resolve()
+    return Path(__file__).resolve().parents[2]
+
+
 def conf_dir(root: Path | None = None) -> Path:
-    return (root or REPO_ROOT) / "conf"
+    return (root or repo_root()) / "conf"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -69,6 +79,10 @@ def _type_name(value: Any) -> str:
             list: "list", dict: "mapping"}.get(type(value), type(value).__name__)
 
 
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
 def _merge(base: dict[str, Any], layer: Mapping[str, Any], source: str, prefix: str = "") -> None:
     """Merge ``layer`` into ``base`` in place, checking keys and types against ``base``."""
     for key, value in layer.items():
@@ -83,7 +97,7 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any], source: str, prefix: 
             continue
         if not _type_ok(current, value):
             raise ConfigError(
-                f"{source}: '{dotted}' must be a {_type_name(current)}, got {_type_name(value)} {value!r}"
+                f"{source}: '{dotted}' must be {_a(_type_name(current))}, got {_type_name(value)} {value!r}"
             )
         if isinstance(current, float) and isinstance(value, int):
             value = float(value)
@@ -154,6 +168,21 @@ class Settings:
         return k["bootstrap_servers"] or f"{k['host']}:{k['port']}"
 
     @property
+    def tracking_uri(self) -> str:
+        """``mlflow.tracking_uri`` with a relative sqlite path anchored at the project folder."""
+        uri = self.data["mlflow"]["tracking_uri"]
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+            return prefix + str(self.root / uri[len(prefix):])
+        return uri
+
+    @property
+    def artifact_root(self) -> Path:
+        """``mlflow.artifact_root`` anchored at the project folder."""
+        p = Path(self.data["mlflow"]["artifact_root"])
+        return p if p.is_absolute() else self.root / p
+
+    @property
     def topics(self) -> list[str]:
         return list(self.data["topics"]["names"])
 
@@ -183,7 +212,7 @@ def load_config(
     Raises:
         ConfigError: A file is missing or malformed, the profile is unknown, or a key or type is wrong.
     """
-    root = (root or REPO_ROOT).resolve()
+    root = (root or repo_root()).resolve()
     environ = os.environ if environ is None else environ
     cdir = conf_dir(root)
     base_file = cdir / "base.yaml"

@@ -74,7 +74,8 @@ class Failure:
             return f"{name}: {', '.join(self.examples)}"
         if self.unexpected_count is not None:
             unit = "row" if self.unexpected_count == 1 else "rows"
-            shown = f" (e.g. {', '.join(repr(v) for v in self.examples[:3])})" if self.examples else ""
+            values = list(dict.fromkeys(repr(v) for v in self.examples if v is not None))[:3]
+            shown = f" (e.g. {', '.join(values)})" if values else ""
             return f"{name}: {self.unexpected_count} {unit}{shown}"
         return f"{name}: observed {self.observed!r}"
 
@@ -153,6 +154,9 @@ def _context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # This GX module pins its own logger at INFO (one line per context about a temp docs
+    # folder): let it inherit from "great_expectations" again, as the entry point configured it.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.NOTSET)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
@@ -172,38 +176,36 @@ def validate_frame(df: "DataFrame", settings: Settings) -> ValidationReport:
 
     start = time.monotonic()
     context = _context()
-    suite = context.suites.add_or_update(build_suite(settings))
     batch_definition = (
         context.data_sources.add_or_update_spark(name="lake")
         .add_dataframe_asset(name=SUITE_NAME)
         .add_batch_definition_whole_dataframe(name="whole")
     )
-    definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=SUITE_NAME, data=batch_definition, suite=suite)
-    )
-    result = definition.run(
-        batch_parameters={"dataframe": df},
-        result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES},
-    )
-    report = _report(result, time.monotonic() - start)
-    log.info("validation of %d rows: %d expectations in %.1f s", report.rows, report.expectations,
-             report.seconds)
+
+    def run(suite: "ExpectationSuite", result_format: dict[str, Any]) -> "ExpectationSuiteValidationResult":
+        definition = context.validation_definitions.add_or_update(gx.ValidationDefinition(
+            name=suite.name, data=batch_definition, suite=context.suites.add_or_update(suite)))
+        return definition.run(batch_parameters={"dataframe": df}, result_format=result_format)
+
+    # Pass 1 asks only pass/fail: GX then folds the unexpected counts of all column checks into
+    # a few Spark jobs. Example values cost one Spark job per expectation, so pass 2 fetches
+    # them for the failed expectations only.
+    suite = build_suite(settings)
+    verdict = run(suite, {"result_format": "BOOLEAN_ONLY"})
+    failures: list[Failure] = []
+    if not verdict.success:
+        failed = [r.expectation_config for r in verdict.results if not r.success]
+        details = run(gx.ExpectationSuite(name=f"{SUITE_NAME}-failures", expectations=failed),
+                      {"result_format": "BASIC", "partial_unexpected_count": EXAMPLES})
+        failures = [_failure(r.expectation_config.type, r.expectation_config.kwargs.get("column"),
+                             r.result or {}, r.exception_info)
+                    for r in details.results if not r.success]
+    report = ValidationReport(success=bool(verdict.success), rows=df.count(),
+                              expectations=len(verdict.results), failures=failures,
+                              seconds=time.monotonic() - start)
+    log.info("validation of %d rows: %d of %d expectations failed (%.1f s)", report.rows,
+             len(report.failures), report.expectations, report.seconds)
     return report
-
-
-def _report(result: "ExpectationSuiteValidationResult", seconds: float) -> ValidationReport:
-    rows = 0
-    failures = []
-    for r in result.results:
-        config = r.expectation_config
-        details = r.result or {}
-        if config.type == "expect_table_row_count_to_be_between":
-            rows = int(details.get("observed_value") or 0)
-        if r.success:
-            continue
-        failures.append(_failure(config.type, config.kwargs.get("column"), details, r.exception_info))
-    return ValidationReport(success=bool(result.success), rows=rows, expectations=len(result.results),
-                            failures=failures, seconds=seconds)
 
 
 def _failure(kind: str, column: str | None, details: dict[str, Any], exception_info: Any) -> Failure:

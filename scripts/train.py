@@ -1,0 +1,36 @@
+"""make train: session features from data/silver -> Spark ML logistic regression, tracked in MLflow."""
+
+import click
+
+from website_activity.cli import common_options, main_wrapper, settings_from
+from website_activity.spark import get_spark
+from website_activity.train import run_train
+
+
+@click.command()
+@common_options
+@click.option("--reg-param", type=float, default=None, help="L2/L1 strength (overrides train.reg_param).")
+@click.option("--max-iter", type=int, default=None, help="Solver iterations (overrides train.max_iter).")
+@click.option("--seed", type=int, default=None, help="Train/test split seed (overrides train.seed).")
+@click.option("--log-model/--no-log-model", default=None,
+              help="Log the fitted model to MLflow (overrides mlflow.log_model).")
+@main_wrapper("train")
+def main(profile, port, reg_param, max_iter, seed, log_model):
+    """Fit the purchase model on session features and record one MLflow run."""
+    settings = settings_from(profile, port, **{
+        "train.reg_param": reg_param, "train.max_iter": max_iter, "train.seed": seed,
+        "mlflow.log_model": log_model})
+    spark = get_spark(settings, app_suffix="train")
+    try:
+        r = run_train(spark, settings)
+    finally:
+        spark.stop()
+    m = r["metrics"]
+    click.echo(f"train: run {r['run_id']} on {int(m['train_rows'])}/{int(m['test_rows'])} train/test sessions: "
+               f"ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f}, accuracy {m['accuracy']:.3f} "
+               f"(baseline {m['baseline_accuracy']:.3f}), F1 {m['f1']:.3f}; "
+               f"fit {r['seconds']['fit']:.1f}s, log_model {r['seconds']['log_model']:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

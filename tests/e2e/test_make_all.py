@@ -1,0 +1,102 @@
+"""`make all` in a temporary copy of the repository: the README's first command, end to end.
+
+The copy shares .venv and .jvm with this checkout (setup's stamps make that a no-op) and has its
+own data/, mlflow.db, reports/ and broker (on free ports), so nothing of the user's is touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from website_activity.broker import free_port
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = 3000
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory):
+    copy = tmp_path_factory.mktemp("e2e") / "website-activity"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, copy / rel)
+    for shared in (".venv", ".jvm"):
+        (copy / shared).symlink_to(ROOT / shared)
+    yield copy
+    make(copy, "kafka-down")
+
+
+def make(repo: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WA__") and k not in ("PROFILE", "WA_ROOT")}
+    env.update(WA__KAFKA__PORT=str(PORTS[0]), WA__KAFKA__CONTROLLER_PORT=str(PORTS[1]))
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+PORTS = (free_port(), free_port())
+
+
+def silver_ids(repo: Path) -> list[str]:
+    table = ds.dataset(repo / "data" / "silver", format="parquet", partitioning="hive")
+    return sorted(table.to_table(columns=["event_id"]).column("event_id").to_pylist())
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent has yet to reap it
+
+
+def finished_runs(repo: Path) -> int:
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        return db.execute("select count(*) from runs where status = 'FINISHED'").fetchone()[0]
+
+
+def test_make_all_twice_reconciles_and_reproduces(repo: Path) -> None:
+    first = make(repo, "all", f"EVENTS={EVENTS}")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    ids = silver_ids(repo)
+    # reconciliation: every produced event is in silver, once
+    assert len(ids) == EVENTS and len(set(ids)) == EVENTS
+    assert finished_runs(repo) == 1
+    reports = repo / "reports"
+    by_device = read_csv(reports / "traffic_by_device.csv")
+    assert sum(int(r["events"]) for r in by_device) == EVENTS
+    assert sum(int(r["events"]) for r in read_csv(reports / "traffic_by_page.csv")) == EVENTS
+    assert len(read_csv(reports / "model_metrics.csv")) == 1
+
+    # a second `make all` is a fresh run of the same seed: same lake, one more MLflow run
+    second = make(repo, "all", f"EVENTS={EVENTS}")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert silver_ids(repo) == ids
+    assert finished_runs(repo) == 2
+    metrics = read_csv(reports / "model_metrics.csv")
+    assert len(metrics) == 2
+    assert float(metrics[0]["roc_auc"]) == pytest.approx(float(metrics[1]["roc_auc"]), abs=1e-6)
+
+    pid = int((repo / ".kafka" / "broker.pid").read_text())
+    down = make(repo, "kafka-down")
+    assert down.returncode == 0 and "broker: stopped" in down.stdout
+    assert not alive(pid)
+    # no process started from the copy is left running (Spark drivers end with their scripts)
+    leftovers = subprocess.run(["pgrep", "-f", str(repo)], capture_output=True, text=True).stdout.split()
+    assert leftovers == []

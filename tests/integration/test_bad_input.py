@@ -1,0 +1,81 @@
+"""What a user gets wrong ends in one clear line and a non-zero exit, never a stack trace."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from website_activity.broker import EmbeddedBroker, free_port
+from website_activity.errors import PipelineError
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(script: str, *args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WA__")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_unknown_profile(tmp_path) -> None:
+    proc = run_script("topics.py", "--profile", "nope")
+    assert proc.returncode == 2
+    assert "unknown profile 'nope'" in one_error_line(proc)
+
+
+def test_unknown_config_key_from_the_environment() -> None:
+    proc = run_script("topics.py", env={"WA__KAFKA__PROT": "1"})
+    assert proc.returncode == 2
+    assert "WA__KAFKA__PROT: unknown key 'kafka.prot'" in one_error_line(proc)
+
+
+def test_no_broker_is_reported_within_30_seconds() -> None:
+    start = time.monotonic()
+    proc = run_script("produce.py", "--port", str(free_port()), "--events", "10",
+                      env={"WA__KAFKA__REQUEST_TIMEOUT_S": "5"})
+    assert time.monotonic() - start < 30
+    assert proc.returncode == 2
+    assert "no Kafka broker answers at 127.0.0.1:" in one_error_line(proc)
+
+
+def test_java_missing(tmp_path) -> None:
+    proc = run_script("broker.py", "--port", str(free_port()), "up",
+                      env={"JAVA_HOME": str(tmp_path / "no-jdk"),
+                           "WA__KAFKA__CONTROLLER_PORT": str(free_port()),
+                           "WA__PATHS__KAFKA_HOME": str(tmp_path / "kafka")})
+    assert proc.returncode == 2
+    assert "Java 17+ is required but not found" in one_error_line(proc)
+
+
+def test_setup_refuses_without_java(tmp_path) -> None:
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "JAVA_HOME": str(tmp_path / "no-jdk")}, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "setup: Java 17+ is required but not found: install a JDK 17 or set JAVA_HOME"
+
+
+def test_broker_port_taken_names_port_and_key(tmp_path, settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        b = EmbeddedBroker(home=tmp_path, jvm_dir=settings.path("jvm") / "broker", port=port,
+                           controller_port=free_port())
+        with pytest.raises(PipelineError, match=rf"port {port} on 127.0.0.1 is already in use: set kafka.port"):
+            b.start()
+        assert b.pid() is None

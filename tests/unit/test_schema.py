@@ -1,0 +1,20 @@
+"""The declared schema keeps the original project's 12 fields and drives Spark's parse schema."""
+
+from website_activity.config import load_config
+from website_activity.schema import EVENT_FIELDS, field_names, required_fields, spark_schema
+
+
+def test_declared_fields_are_the_original_twelve() -> None:
+    fields = load_config("local", environ={}).schema_fields
+    assert field_names(fields) == list(EVENT_FIELDS)
+    assert required_fields(fields) == list(EVENT_FIELDS)
+
+
+def test_spark_schema_types() -> None:
+    fields = load_config("local", environ={}).schema_fields
+    schema = spark_schema(fields)
+    types = {f.name: f.dataType.simpleString() for f in schema.fields}
+    assert types["timestamp"] == "timestamp"
+    assert types["click_coordinates_x"] == types["click_coordinates_y"] == "int"
+    assert {n for n, t in types.items() if t == "string"} == set(EVENT_FIELDS) - {
+        "timestamp", "click_coordinates_x", "click_coordinates_y"}
