@@ -5,6 +5,7 @@ import click
 from website_activity.cli import common_options, main_wrapper, settings_from
 from website_activity.report import run_report
 from website_activity.spark import get_spark
+from website_activity.train import silver_path
 
 
 @click.command()
@@ -13,6 +14,7 @@ from website_activity.spark import get_spark
 def main(profile, port):
     """Write traffic_by_page.csv, traffic_by_device.csv and model_metrics.csv."""
     settings = settings_from(profile, port)
+    silver_path(settings)  # fail in a second, not after starting Spark
     spark = get_spark(settings, app_suffix="report")
     try:
         paths = run_report(spark, settings)

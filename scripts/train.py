@@ -4,7 +4,7 @@ import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
 from website_activity.spark import get_spark
-from website_activity.train import run_train
+from website_activity.train import run_train, silver_path
 
 
 @click.command()
@@ -20,6 +20,7 @@ def main(profile, port, reg_param, max_iter, seed, log_model):
     settings = settings_from(profile, port, **{
         "train.reg_param": reg_param, "train.max_iter": max_iter, "train.seed": seed,
         "mlflow.log_model": log_model})
+    silver_path(settings)  # fail in a second, not after starting Spark
     spark = get_spark(settings, app_suffix="train")
     try:
         r = run_train(spark, settings)

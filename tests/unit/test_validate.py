@@ -101,7 +101,7 @@ FIRST_EVENT_ID = object()  # stands for the event_id of offset 0, which the dupl
     (duplicated_event_id, ("expect_column_values_to_be_unique", "event_id"), 2, FIRST_EVENT_ID),
     (extra_column, ("expect_table_columns_to_match_set", None), 1, "unexpected column referrer"),
     (malformed_ip_address, ("expect_column_values_to_match_regex", "ip_address"), 1, "10.0.0.256"),
-], ids=lambda v: v.__name__.replace("_", "-") if callable(v) else None)
+], ids=["null-user-id", "unknown-device-type", "duplicated-event-id", "extra-column", "malformed-ip-address"])
 def test_each_corruption_fails_the_right_expectation(settings, silver, corrupt, expected, count, example) -> None:
     report = validate_frame(corrupt(silver), settings)
     assert not report.success
