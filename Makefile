@@ -12,7 +12,7 @@ COMMON  := --profile $(PROFILE) $(if $(PORT),--port $(PORT))
 export PROFILE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup kafka-up kafka-down kafka-status reset topics produce ingest validate train \
+.PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest validate train \
         report all mlflow-ui test clean
 
 help: ## list the targets
@@ -22,35 +22,39 @@ help: ## list the targets
 setup: ## create .venv with the pinned packages and fetch the JVM jars (idempotent)
 	@bash scripts/setup.sh
 
-kafka-up: setup ## start the embedded Kafka broker (KRaft) and wait until it answers
+# What the stages depend on: setup, silent when everything is up to date.
+env:
+	@SETUP_QUIET=1 bash scripts/setup.sh
+
+kafka-up: env ## start the embedded Kafka broker (KRaft) and wait until it answers
 	@$(PY) scripts/broker.py $(COMMON) up
 
 kafka-down: ## stop the embedded broker started by kafka-up (by its pid)
 	@if [ -x $(PY) ]; then $(PY) scripts/broker.py $(COMMON) down; else echo "broker: nothing to stop (no .venv)"; fi
 
-kafka-status: setup ## say whether the embedded broker is up
+kafka-status: env ## say whether the embedded broker is up
 	@$(PY) scripts/broker.py $(COMMON) status
 
-reset: setup ## delete the topics, data layers and checkpoints for a fresh run (MLflow runs are kept)
+reset: env ## delete the topics, data layers and checkpoints for a fresh run (MLflow runs are kept)
 	@$(PY) scripts/topics.py $(COMMON) --delete
 	@$(PY) scripts/reset.py $(COMMON)
 
-topics: setup ## create the topics producer-a and producer-b (idempotent)
+topics: env ## create the topics producer-a and producer-b (idempotent)
 	@$(PY) scripts/topics.py $(COMMON)
 
-produce: setup ## run the two producers in parallel (EVENTS in total, seeded by SEED)
+produce: env ## run the two producers in parallel (EVENTS in total, seeded by SEED)
 	@$(PY) scripts/produce.py $(COMMON) $(if $(EVENTS),--events $(EVENTS)) $(if $(SEED),--seed $(SEED))
 
-ingest: setup ## Structured Streaming, both topics -> data/silver (availableNow, checkpointed)
+ingest: env ## Structured Streaming, both topics -> data/silver (availableNow, checkpointed)
 	@$(PY) scripts/ingest.py $(COMMON)
 
-validate: setup ## Great Expectations suite on data/silver; non-zero exit on failure
+validate: env ## Great Expectations suite on data/silver; non-zero exit on failure
 	@$(PY) scripts/validate.py $(COMMON)
 
-train: setup ## Spark ML logistic regression on session features, tracked in MLflow
+train: env ## Spark ML logistic regression on session features, tracked in MLflow
 	@$(PY) scripts/train.py $(COMMON)
 
-report: setup ## CSV reports into reports/
+report: env ## CSV reports into reports/
 	@$(PY) scripts/report.py $(COMMON)
 
 all: setup ## the whole pipeline from scratch: broker, reset, topics, produce, ingest, validate, train, report
@@ -64,10 +68,10 @@ all: setup ## the whole pipeline from scratch: broker, reset, topics, produce, i
 	@$(MAKE) --no-print-directory report
 	@echo "all: done. Reports in reports/, runs in mlflow.db (make mlflow-ui). The broker is still up: make kafka-down"
 
-mlflow-ui: setup ## the MLflow UI on http://127.0.0.1:5000 (runs in mlflow.db)
+mlflow-ui: env ## the MLflow UI on http://127.0.0.1:5000 (runs in mlflow.db)
 	.venv/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
 
-test: setup ## the test suite (unit, integration with a real broker and Spark, end to end)
+test: env ## the test suite (unit, integration with a real broker and Spark, end to end)
 	.venv/bin/python -m pytest tests
 
 clean: kafka-down ## remove generated data, reports, MLflow runs and the embedded broker's storage

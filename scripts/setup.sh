@@ -44,4 +44,4 @@ fetch() {  # fetch NAME: copy the runtime dependencies of conf/jvm/NAME/pom.xml 
 }
 fetch broker
 fetch spark
-echo "setup: ok ($VENV, $JVM/broker, $JVM/spark)"
+[ -n "${SETUP_QUIET:-}" ] || echo "setup: ok ($VENV, $JVM/broker, $JVM/spark)"
