@@ -4,8 +4,8 @@ import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
 from website_activity.report import run_report
-from website_activity.spark import get_spark
-from website_activity.train import silver_path
+from website_activity.spark import spark_session
+from website_activity.lake import silver_path
 
 
 @click.command()
@@ -15,11 +15,8 @@ def main(profile, port):
     """Write traffic_by_page.csv, traffic_by_device.csv and model_metrics.csv."""
     settings = settings_from(profile, port)
     silver_path(settings)  # fail in a second, not after starting Spark
-    spark = get_spark(settings, app_suffix="report")
-    try:
+    with spark_session(settings, "report") as spark:
         paths = run_report(spark, settings)
-    finally:
-        spark.stop()
     click.echo(f"report: {len(paths)} files in {paths[0].parent}: {', '.join(p.name for p in paths)}")
 
 

@@ -3,8 +3,9 @@
 import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.spark import get_spark
-from website_activity.train import run_train, silver_path
+from website_activity.spark import spark_session
+from website_activity.lake import silver_path
+from website_activity.train import run_train
 
 
 @click.command()
@@ -21,11 +22,8 @@ def main(profile, port, reg_param, max_iter, seed, log_model):
         "train.reg_param": reg_param, "train.max_iter": max_iter, "train.seed": seed,
         "mlflow.log_model": log_model})
     silver_path(settings)  # fail in a second, not after starting Spark
-    spark = get_spark(settings, app_suffix="train")
-    try:
+    with spark_session(settings, "train") as spark:
         r = run_train(spark, settings)
-    finally:
-        spark.stop()
     m = r["metrics"]
     click.echo(f"train: run {r['run_id']} on {int(m['train_rows'])}/{int(m['test_rows'])} train/test sessions: "
                f"ROC AUC {m['roc_auc']:.3f}, PR AUC {m['pr_auc']:.3f}, accuracy {m['accuracy']:.3f} "

@@ -3,7 +3,8 @@
 import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.spark import get_spark
+from website_activity.lake import silver_path
+from website_activity.spark import spark_session
 from website_activity.validate import run_validate
 
 
@@ -16,11 +17,9 @@ def main(profile, port):
     Writes data/_validation/latest.json; exits 3 when an expectation fails.
     """
     settings = settings_from(profile, port)
-    spark = get_spark(settings, app_suffix="validate")
-    try:
+    silver_path(settings)  # fail in a second, not after starting Spark
+    with spark_session(settings, "validate") as spark:
         report = run_validate(spark, settings)
-    finally:
-        spark.stop()
     click.echo(f"validate: passed, {report.expectations} expectations on {report.rows} rows "
                f"({report.seconds:.1f}s) -> {settings.path('validation') / 'latest.json'}")
 

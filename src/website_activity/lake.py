@@ -13,8 +13,11 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from website_activity.config import Settings
+from website_activity.errors import PipelineError
+
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 
 def batch_prefix(batch_id: int) -> str:
@@ -56,3 +59,40 @@ def write_batch(df: "DataFrame", table: Path, batch_id: int, partition_by: str |
     except OSError:
         pass
     return rows
+
+
+def has_parquet(table: Path) -> bool:
+    """True when ``table`` holds a Parquet file that Spark would read.
+
+    Spark skips paths starting with ``_`` or ``.`` (ingest's ``_staging`` folder): so do we.
+    """
+    for part in table.rglob("*.parquet"):
+        if not any(p.startswith(("_", ".")) for p in part.relative_to(table).parts):
+            return True
+    return False
+
+
+def silver_path(settings: Settings) -> Path:
+    """The silver table's folder, checked before any Spark work (scripts call it first).
+
+    Raises:
+        PipelineError: It does not exist or holds no Parquet file yet.
+    """
+    path = settings.path("silver")
+    if not path.is_dir() or not has_parquet(path):
+        raise PipelineError(f"no data in {path}: run make ingest first")
+    return path
+
+
+def read_silver(spark: "SparkSession", settings: Settings) -> "DataFrame":
+    """The silver table as one DataFrame.
+
+    Raises:
+        PipelineError: The table is missing, holds no Parquet file, or cannot be read.
+    """
+    path = silver_path(settings)
+    try:
+        return spark.read.parquet(str(path))
+    except Exception as exc:  # pyspark's AnalysisException carries a JVM trace: keep one line
+        first = str(exc).strip().splitlines()
+        raise PipelineError(f"cannot read {path}: {first[0][:300] if first else exc!r}") from exc

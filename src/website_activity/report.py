@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
-from website_activity.train import read_silver
+from website_activity.lake import read_silver
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 from website_activity.config import Settings
 from website_activity.jvm import jars, java_executable
@@ -49,3 +50,13 @@ def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(s["log_level"])
     return spark
+
+
+@contextmanager
+def spark_session(settings: Settings, app_suffix: str = "") -> Iterator["SparkSession"]:
+    """A SparkSession for one stage, stopped when the stage ends (scripts use this)."""
+    spark = get_spark(settings, app_suffix=app_suffix)
+    try:
+        yield spark
+    finally:
+        spark.stop()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
+from website_activity.lake import read_silver
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -191,24 +192,6 @@ def evaluate(predictions: "DataFrame", train_positive_rate: float) -> dict[str, 
 
 
 # -- the I/O edge -----------------------------------------------------------------------------
-def silver_path(settings: Settings) -> Path:
-    """The silver table's folder, checked before any Spark work (scripts call it first).
-
-    Raises:
-        PipelineError: It does not exist or holds no Parquet file yet.
-    """
-    path = settings.path("silver")
-    # _staging holds batches being written (lake.write_batch): Spark skips it, so do we
-    if not path.is_dir() or not any("_staging" not in p.parts for p in path.rglob("*.parquet")):
-        raise PipelineError(f"no data in {path}: run make ingest first")
-    return path
-
-
-def read_silver(spark: "SparkSession", settings: Settings) -> "DataFrame":
-    """The silver table (see :func:`silver_path` for the error when there is none)."""
-    return spark.read.parquet(str(silver_path(settings)))
-
-
 def artifact_location(settings: Settings) -> str:
     """``mlflow.artifact_root`` as a URI: a local folder becomes ``file://``, a URI stays as is."""
     root = settings["mlflow"]["artifact_root"]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, ValidationFailed
+from website_activity.lake import read_silver
 from website_activity.schema import field_names, required_fields, spark_type_names
 
 if TYPE_CHECKING:
@@ -242,31 +243,6 @@ def _exception_message(info: Any) -> str | None:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def _has_parquet(table: Path) -> bool:
-    # Spark skips "_" and "." paths (ingest's _staging folder): so do we.
-    for part in table.rglob("*.parquet"):
-        relative = part.relative_to(table).parts
-        if not any(p.startswith(("_", ".")) for p in relative):
-            return True
-    return False
-
-
-def read_silver(spark: "SparkSession", settings: Settings) -> "DataFrame":
-    """The silver table as one DataFrame.
-
-    Raises:
-        PipelineError: The table is missing or holds no Parquet file.
-    """
-    path = settings.path("silver")
-    if not path.is_dir() or not _has_parquet(path):
-        raise PipelineError(f"no data in {path}: run make ingest first")
-    try:
-        return spark.read.parquet(str(path))
-    except Exception as exc:  # pyspark's AnalysisException carries a JVM trace: keep one line
-        first = str(exc).strip().splitlines()
-        raise PipelineError(f"cannot read {path}: {first[0][:300] if first else exc!r}") from exc
 
 
 def write_report(report: ValidationReport, path: Path) -> None:

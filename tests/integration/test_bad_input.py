@@ -62,6 +62,23 @@ def test_java_missing(tmp_path) -> None:
     assert "Java 17+ is required but not found" in one_error_line(proc)
 
 
+def test_java_too_old(tmp_path) -> None:
+    # a stand-in JDK whose `java -version` answers like Java 11
+    fake = tmp_path / "jdk11" / "bin" / "java"
+    fake.parent.mkdir(parents=True)
+    fake.write_text('#!/bin/sh\necho \'openjdk version "11.0.22" 2024-01-16\' >&2\n')
+    fake.chmod(0o755)
+    env = {"JAVA_HOME": str(tmp_path / "jdk11")}
+    proc = run_script("broker.py", "--port", str(free_port()), "up",
+                      env={**env, "WA__KAFKA__CONTROLLER_PORT": str(free_port()),
+                           "WA__PATHS__KAFKA_HOME": str(tmp_path / "kafka")})
+    assert proc.returncode == 2
+    assert f"Java 17+ is required, found Java 11 at {fake}" in one_error_line(proc)
+    setup = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], cwd=ROOT, capture_output=True,
+                           text=True, env={**os.environ, **env}, timeout=60)
+    assert setup.returncode == 2 and "Java 17+ is required, found '11'" in setup.stderr
+
+
 def test_setup_refuses_without_java(tmp_path) -> None:
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "JAVA_HOME": str(tmp_path / "no-jdk")}, timeout=60)
