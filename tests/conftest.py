@@ -36,8 +36,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def spark(settings: Settings):
     """One local[2] SparkSession (UI off, few shuffle partitions, Kafka source on the classpath)."""
-    from website_activity.spark import get_spark
+    from website_activity.spark import get_spark, stop_spark
 
     session = get_spark(settings, app_suffix="tests")
     yield session
-    session.stop()
+    stop_spark(session)  # and its JVM: no Spark process outlives the suite

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
@@ -52,11 +53,37 @@ def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
     return spark
 
 
+def stop_spark(spark: "SparkSession", timeout_s: float = 60.0) -> None:
+    """Stop the session and wait for its JVM to exit.
+
+    ``SparkSession.stop`` leaves the driver JVM to notice on its own that Python went away;
+    closing the gateway's stdin tells it now, and waiting makes sure no Spark process outlives
+    the stage (or the test session).
+    """
+    from pyspark import SparkContext
+
+    spark.stop()
+    gateway = SparkContext._gateway
+    proc = getattr(gateway, "proc", None)
+    if gateway is not None:
+        gateway.shutdown()
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+    if proc is not None:
+        if proc.stdin is not None:
+            proc.stdin.close()  # the JVM exits when its stdin closes
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @contextmanager
 def spark_session(settings: Settings, app_suffix: str = "") -> Iterator["SparkSession"]:
-    """A SparkSession for one stage, stopped when the stage ends (scripts use this)."""
+    """A SparkSession for one stage, stopped with its JVM when the stage ends (scripts use this)."""
     spark = get_spark(settings, app_suffix=app_suffix)
     try:
         yield spark
     finally:
-        spark.stop()
+        stop_spark(spark)
