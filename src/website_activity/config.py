@@ -104,8 +104,8 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any], source: str, prefix: 
         base[key] = copy.deepcopy(value)
 
 
-# Mappings whose keys are data (enum names), replaced whole rather than checked key by key.
-_FREE_MAPPINGS = {"schema.enums"}
+# Mappings whose keys are data (enum or device names), replaced whole rather than checked key by key.
+_FREE_MAPPINGS = {"schema.enums", "validation.viewports", "validation.device_share"}
 
 
 def _is_free_mapping(dotted: str) -> bool:
@@ -266,3 +266,36 @@ def _check_semantics(data: dict[str, Any]) -> None:
             raise ConfigError(f"schema.enums: '{enum}' is not a declared field")
     if not 0.0 < data["train"]["test_fraction"] < 1.0:
         raise ConfigError("train.test_fraction must be between 0 and 1")
+    if "validation" in data:
+        _check_validation(data["validation"], data["schema"]["enums"].get("device_type"))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_validation(conf: dict[str, Any], devices: list[str] | None) -> None:
+    viewports, shares = conf["viewports"], conf["device_share"]
+    for device, size in viewports.items():
+        if not (isinstance(size, list) and len(size) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+            raise ConfigError(f"validation.viewports.{device} must be [width, height] in pixels, got {size!r}")
+    for device, bounds in shares.items():
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds)
+                and 0 <= bounds[0] <= bounds[1] <= 1):
+            raise ConfigError(f"validation.device_share.{device} must be [min, max] with "
+                              f"0 <= min <= max <= 1, got {bounds!r}")
+    if devices is not None:
+        # The generator draws clicks inside these viewports: every device needs one.
+        missing = [d for d in devices if d not in viewports]
+        if missing:
+            raise ConfigError(f"validation.viewports: no viewport for device_type {', '.join(missing)}")
+        for key, mapping in (("viewports", viewports), ("device_share", shares)):
+            unknown = [d for d in mapping if d not in devices]
+            if unknown:
+                raise ConfigError(f"validation.{key}: {', '.join(unknown)} is not in schema.enums.device_type")
+    if not 0.0 <= conf["max_quarantine_rate"] <= 1.0:
+        raise ConfigError("validation.max_quarantine_rate must be between 0 and 1")
+    for key in ("event_time_margin_h", "clock_skew_s"):
+        if conf[key] < 0:
+            raise ConfigError(f"validation.{key} must be >= 0, got {conf[key]}")

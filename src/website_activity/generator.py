@@ -15,8 +15,9 @@ A first behaviour model (the generator issue deepens it):
   probability ``sigmoid(-2.2 + 1.1*cart_adds + 0.15*product_views - 0.6*[mobile] + 0.3*[returning])``.
   The purchase is always the last event of its session, so features built from the events
   before it do not leak the label.
-* Click coordinates lie inside the device's viewport (desktop 1920x1080, tablet 820x1180,
-  mobile 390x844). Events that are not clicks carry ``-1, -1``: the columns stay integers.
+* Click coordinates lie inside the device's viewport (``validation.viewports`` in the config,
+  which the quality gate checks too: desktop 1920x1080, tablet 820x1180, mobile 390x844).
+  Events that are not clicks carry ``-1, -1``: the columns stay integers.
 * Timestamps start at ``generator.start_time`` (not "now") and are ISO-8601 with a UTC
   offset: the same seed and configuration give the same events, byte for byte.
 """
@@ -28,11 +29,13 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from faker import Faker
 
-VIEWPORTS = {"desktop": (1920, 1080), "tablet": (820, 1180), "mobile": (390, 844)}
+if TYPE_CHECKING:
+    from website_activity.config import Settings
+
 DEVICE_WEIGHTS = {"desktop": 0.45, "mobile": 0.45, "tablet": 0.10}
 NO_COORDINATE = -1
 
@@ -76,10 +79,20 @@ def purchase_probability(cart_adds: int, product_views: int, device: str, return
 
 
 class EventGenerator:
-    """Events of one producer: a stream of sessions, deterministic for (seed, stream)."""
+    """Events of one producer: a stream of sessions, deterministic for (seed, stream).
 
-    def __init__(self, gen_conf: dict[str, Any], enums: dict[str, list[str]], seed: int, stream: str):
+    Args:
+        gen_conf: The ``generator`` section of the configuration.
+        enums: ``schema.enums`` (the browsers to draw from).
+        seed: The run's seed.
+        stream: The producer's name: each stream draws its own sessions.
+        viewports: ``validation.viewports``: ``device_type -> [width, height]``.
+    """
+
+    def __init__(self, gen_conf: dict[str, Any], enums: dict[str, list[str]], seed: int, stream: str,
+                 viewports: Mapping[str, Sequence[int]]):
         self.conf = gen_conf
+        self.viewports = {device: (int(w), int(h)) for device, (w, h) in viewports.items()}
         self.users = make_users(gen_conf["users"], seed, list(enums["browser"]))
         self.rng = random.Random(f"events:{seed}:{stream}")
         self.clock = datetime.fromisoformat(gen_conf["start_time"])
@@ -88,6 +101,12 @@ class EventGenerator:
         self.products = gen_conf["products_per_category"]
         self.seen_users: set[str] = set()
         self._weights = [u.weight for u in self.users]
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", seed: int, stream: str) -> "EventGenerator":
+        """The generator of one stream, configured by ``generator``, ``schema`` and ``validation``."""
+        return cls(settings["generator"], settings["schema"]["enums"], seed, stream,
+                   settings["validation"]["viewports"])
 
     def events(self, count: int) -> Iterator[dict[str, Any]]:
         """Yield exactly ``count`` events (the last session may be cut short)."""
@@ -146,7 +165,7 @@ class EventGenerator:
     def _event(self, user: User, session_id: str, page: str, action: str, t: datetime) -> dict[str, Any]:
         x = y = NO_COORDINATE
         if action == "click":
-            width, height = VIEWPORTS[user.device_type]
+            width, height = self.viewports[user.device_type]
             x, y = self.rng.randrange(width), self.rng.randrange(height)
         return {
             "event_id": _uuid(self.rng),

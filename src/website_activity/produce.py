@@ -76,7 +76,7 @@ def produce_topic(settings: Settings, topic: str, count: int, seed: int) -> Prod
         except KafkaTimeoutError as exc:
             raise PipelineError(f"topic '{topic}' not found on {settings.bootstrap_servers} within "
                                 f"{k['request_timeout_s']}s: run 'make topics'") from exc
-        gen = EventGenerator(settings["generator"], settings["schema"]["enums"], seed, topic)
+        gen = EventGenerator.from_settings(settings, seed, topic)
         key_field = p["key_field"]
         state = {"acked": 0, "failed": 0, "error": ""}
 

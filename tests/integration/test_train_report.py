@@ -45,7 +45,7 @@ def stage_settings(tmp_path_factory, user_mlflow_files) -> Settings:
 @pytest.fixture(scope="module")
 def silver_table(spark, stage_settings: Settings) -> Path:
     s = stage_settings
-    gen = EventGenerator(s["generator"], s["schema"]["enums"], 11, "producer-a")
+    gen = EventGenerator.from_settings(s, 11, "producer-a")
     records = [(json.dumps(e), "producer-a", i % 2, i) for i, e in enumerate(gen.events(EVENTS))]
     raw = spark.createDataFrame(records, "value string, topic string, partition int, offset long")
     silver, _ = split_valid(parse_records(raw, s), s)

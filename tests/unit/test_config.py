@@ -109,3 +109,19 @@ def test_repository_config_loads_for_every_profile() -> None:
     # each shipped profile is valid against base.yaml
     for profile in ("local", "compose"):
         assert load_config(profile, environ={})["profile"] == profile
+
+
+def test_validation_rules_are_checked_against_the_schema() -> None:
+    # the generator draws clicks inside these viewports: a device without one cannot be generated
+    with pytest.raises(ConfigError, match="validation.viewports: no viewport for device_type tablet"):
+        load_config("local", environ={}, overrides={
+            "validation.viewports": {"desktop": [1920, 1080], "mobile": [390, 844]}})
+    with pytest.raises(ConfigError, match=r"validation.viewports.mobile must be \[width, height\]"):
+        load_config("local", environ={}, overrides={
+            "validation.viewports": {"desktop": [1920, 1080], "tablet": [820, 1180], "mobile": [390]}})
+    with pytest.raises(ConfigError, match="validation.device_share: smartwatch is not in schema.enums.device_type"):
+        load_config("local", environ={}, overrides={"validation.device_share": {"smartwatch": [0.0, 0.1]}})
+    with pytest.raises(ConfigError, match=r"validation.device_share.tablet must be \[min, max\]"):
+        load_config("local", environ={}, overrides={"validation.device_share": {"tablet": [0.5, 0.2]}})
+    with pytest.raises(ConfigError, match="validation.max_quarantine_rate must be between 0 and 1"):
+        load_config("local", environ={}, overrides={"validation.max_quarantine_rate": 1.5})

@@ -3,7 +3,7 @@
 from collections import defaultdict
 
 from website_activity.config import load_config
-from website_activity.generator import NO_COORDINATE, VIEWPORTS, EventGenerator
+from website_activity.generator import NO_COORDINATE, EventGenerator
 from website_activity.produce import encode, split_events
 from website_activity.schema import EVENT_FIELDS
 
@@ -11,7 +11,7 @@ SETTINGS = load_config("local", environ={})
 
 
 def events(seed: int, stream: str = "producer-a", n: int = 3000) -> list[dict]:
-    return list(EventGenerator(SETTINGS["generator"], SETTINGS["schema"]["enums"], seed, stream).events(n))
+    return list(EventGenerator.from_settings(SETTINGS, seed, stream).events(n))
 
 
 def test_same_seed_same_bytes_other_seed_other_events() -> None:
@@ -31,11 +31,12 @@ def test_exact_count_and_fields() -> None:
 
 def test_values_respect_enums_and_viewports() -> None:
     enums = SETTINGS["schema"]["enums"]
+    viewports = SETTINGS["validation"]["viewports"]  # the gate checks the same ones
     for e in events(3):
         for field, allowed in enums.items():
             assert e[field] in allowed
         if e["action_type"] == "click":
-            width, height = VIEWPORTS[e["device_type"]]
+            width, height = viewports[e["device_type"]]
             assert 0 <= e["click_coordinates_x"] < width and 0 <= e["click_coordinates_y"] < height
         else:
             assert (e["click_coordinates_x"], e["click_coordinates_y"]) == (NO_COORDINATE, NO_COORDINATE)

@@ -16,7 +16,7 @@ def raw_frame(spark, values: list[bytes | None]):
 
 
 def sample_events(settings, n: int = 5) -> list[dict]:
-    return list(EventGenerator(settings["generator"], settings["schema"]["enums"], 11, "t").events(n))
+    return list(EventGenerator.from_settings(settings, 11, "t").events(n))
 
 
 def test_valid_events_become_typed_silver_rows(spark, settings) -> None:

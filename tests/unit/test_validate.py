@@ -20,7 +20,7 @@ EVENTS = 2000
 @pytest.fixture(scope="module")
 def silver(spark, settings):
     """Clean silver rows, as ingest makes them from generated events (cached: reused by every test)."""
-    events = EventGenerator(settings["generator"], settings["schema"]["enums"], 7, "producer-a").events(EVENTS)
+    events = EventGenerator.from_settings(settings, 7, "producer-a").events(EVENTS)
     raw = spark.createDataFrame(
         [(json.dumps(e), "producer-a", 0, i) for i, e in enumerate(events)],
         "value string, topic string, partition int, offset long",
