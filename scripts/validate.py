@@ -1,27 +1,50 @@
-"""make validate: the Great Expectations quality gate on data/silver (non-zero exit on failure)."""
+"""make validate: the Great Expectations quality gate on the lake (non-zero exit on failure)."""
 
 import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
+from website_activity.errors import ValidationFailed
 from website_activity.lake import silver_path
 from website_activity.spark import spark_session
-from website_activity.validate import run_validate
+from website_activity.validate import (data_docs_index, latest_path, quality_csv_path, run_validate,
+                                       save_project)
+
+
+def _relative(path, settings):
+    return path.relative_to(settings.root) if path.is_relative_to(settings.root) else path
 
 
 @click.command()
 @common_options
+@click.option("--save-only", is_flag=True,
+              help="Only write the suites generated from the config into gx/ (needs no data).")
 @main_wrapper("validate")
-def main(profile, port):
-    """Check silver against the suite generated from schema.fields and schema.enums.
+def main(profile, port, save_only):
+    """Check the whole lake against the suites generated from conf/base.yaml (schema, validation).
 
-    Writes data/_validation/latest.json; exits 3 when an expectation fails.
+    Writes Data Docs (reports/data_docs/index.html), reports/data_quality.csv and
+    data/_validation/latest.json (which make train reads); exits 3 when an expectation fails.
     """
     settings = settings_from(profile, port)
+    if save_only:
+        click.echo(f"validate: suites saved in {_relative(save_project(settings), settings)}/")
+        return
     silver_path(settings)  # fail in a second, not after starting Spark
-    with spark_session(settings, "validate") as spark:
-        report = run_validate(spark, settings)
+    where = (f"Data Docs {_relative(data_docs_index(settings), settings)}, "
+             f"summary {_relative(quality_csv_path(settings), settings)}")
+    try:
+        with spark_session(settings, "validate") as spark:
+            report = run_validate(spark, settings)
+    except ValidationFailed as exc:
+        failed = exc.report.failures
+        click.echo(f"validate: {len(failed)} of {exc.report.expectations} expectations failed "
+                   f"on {exc.report.rows} rows:", err=True)
+        for f in failed:
+            click.echo(f"  [{f.suite}] {f.describe()}", err=True)
+        click.echo(f"  {where}", err=True)
+        raise
     click.echo(f"validate: passed, {report.expectations} expectations on {report.rows} rows "
-               f"({report.seconds:.1f}s) -> {settings.path('validation') / 'latest.json'}")
+               f"({report.seconds:.1f}s); {where}; gate {_relative(latest_path(settings), settings)}")
 
 
 if __name__ == "__main__":

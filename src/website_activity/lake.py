@@ -9,6 +9,7 @@ is never kept twice and never lost.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,5 +95,40 @@ def read_silver(spark: "SparkSession", settings: Settings) -> "DataFrame":
     try:
         return spark.read.parquet(str(path))
     except Exception as exc:  # pyspark's AnalysisException carries a JVM trace: keep one line
+        first = str(exc).strip().splitlines()
+        raise PipelineError(f"cannot read {path}: {first[0][:300] if first else exc!r}") from exc
+
+
+def _visible_parquet(table: Path) -> list[Path]:
+    if not table.is_dir():
+        return []
+    return sorted(p for p in table.rglob("*.parquet")
+                  if not any(part.startswith(("_", ".")) for part in p.relative_to(table).parts))
+
+
+def lake_fingerprint(settings: Settings) -> str:
+    """A digest of the files Spark would read from silver and quarantine (path, size, mtime).
+
+    The quality gate records it with each validation; training compares it with the lake as
+    it is then, so data ingested after the validation is not trained on unvalidated.
+    """
+    digest = hashlib.sha256()
+    for key in ("silver", "quarantine"):
+        table = settings.path(key)
+        for part in _visible_parquet(table):
+            st = part.stat()
+            digest.update(f"{key}/{part.relative_to(table).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n"
+                          .encode())
+    return digest.hexdigest()
+
+
+def read_quarantine_count(spark: "SparkSession", settings: Settings) -> int:
+    """Rows in the quarantine table; 0 when nothing was ever quarantined (no table)."""
+    path = settings.path("quarantine")
+    if not has_parquet(path):
+        return 0
+    try:
+        return spark.read.parquet(str(path)).count()
+    except Exception as exc:  # one line, not a JVM trace
         first = str(exc).strip().splitlines()
         raise PipelineError(f"cannot read {path}: {first[0][:300] if first else exc!r}") from exc
