@@ -1,9 +1,10 @@
 # Website Activity: `make all` runs the whole pipeline; `make test` runs the test suite.
-# Variables (override on the command line: make all EVENTS=50000 SEED=1):
+# Variables (override on the command line: make all EVENTS=50000 SEED=1; make train FORCE=1):
 EVENTS  ?=
 SEED    ?=
 PROFILE ?= local
 PORT    ?=
+FORCE   ?=
 
 PY      := .venv/bin/python
 export WA_ROOT := $(CURDIR)
@@ -17,7 +18,7 @@ export PROFILE
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: EVENTS SEED PROFILE PORT (see README.md)"
+	@echo "  variables: EVENTS SEED PROFILE PORT FORCE (see README.md)"
 
 setup: ## create .venv with the pinned packages and fetch the JVM jars (idempotent)
 	@bash scripts/setup.sh
@@ -48,11 +49,11 @@ produce: env ## run the two producers in parallel (EVENTS in total, seeded by SE
 ingest: env ## Structured Streaming, both topics -> data/silver (availableNow, checkpointed)
 	@$(PY) scripts/ingest.py $(COMMON)
 
-validate: env ## Great Expectations suite on data/silver; non-zero exit on failure
+validate: env ## Great Expectations suites on the lake -> reports/data_docs, reports/data_quality.csv; non-zero exit on failure
 	@$(PY) scripts/validate.py $(COMMON)
 
-train: env ## Spark ML logistic regression on session features, tracked in MLflow
-	@$(PY) scripts/train.py $(COMMON)
+train: env ## Spark ML logistic regression on session features, tracked in MLflow (needs a passed validate; FORCE=1 overrides)
+	@$(PY) scripts/train.py $(COMMON) $(if $(FORCE),--force)
 
 report: env ## CSV reports into reports/
 	@$(PY) scripts/report.py $(COMMON)
@@ -76,4 +77,4 @@ test: env ## the test suite (unit, integration with a real broker and Spark, end
 
 clean: kafka-down ## remove generated data, reports, MLflow runs and the embedded broker's storage
 	rm -rf data/silver data/quarantine data/checkpoints data/_validation data/_runs reports/*.csv models/metrics.json \
-	       mlflow.db mlruns .kafka models/*/
+	       reports/data_docs gx/uncommitted mlflow.db mlruns .kafka models/*/

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
 from website_activity.lake import read_silver
+from website_activity.validate import require_gate
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -244,22 +245,26 @@ def _pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("pyspark", "mlflow", "numpy", "pandas")]
 
 
-def run_train(spark: "SparkSession", settings: Settings) -> dict[str, Any]:
+def run_train(spark: "SparkSession", settings: Settings, force: bool = False) -> dict[str, Any]:
     """Build session features from silver, fit and evaluate the model, record one MLflow run.
 
-    Also writes ``metrics.json`` (run id, parameters, metrics) into ``paths.models``.
+    Only on a lake that passed the quality gate (``make validate``) and has not changed since,
+    unless ``force``. The run is tagged ``validation_status`` (``passed``, ``failed``,
+    ``missing`` or ``stale``) and ``validation_forced`` (``true``/``false``). Also writes
+    ``metrics.json`` (run id, parameters, metrics) into ``paths.models``.
 
     Args:
         spark: The session.
         settings: Gives ``train.*``, ``mlflow.*`` and the paths.
+        force: Train even when the latest validation failed, is missing or is stale.
 
     Returns:
         ``run_id``, ``experiment_id``, ``model_uri`` (``None`` when ``mlflow.log_model`` is
         false), ``params``, ``metrics`` and ``seconds`` (``fit``, ``log_model``).
 
     Raises:
-        PipelineError: Silver is missing, a split lacks one of the classes, or MLflow cannot be
-            reached.
+        PipelineError: Silver is missing, the quality gate did not pass (without ``force``), a
+            split lacks one of the classes, or MLflow cannot be reached.
     """
     import mlflow
     import mlflow.spark
@@ -268,6 +273,7 @@ def run_train(spark: "SparkSession", settings: Settings) -> dict[str, Any]:
     conf = settings["train"]
     seed, test_fraction = int(conf["seed"]), float(conf["test_fraction"])
     silver = read_silver(spark, settings)
+    gate = require_gate(settings, force)
     experiment_id = ensure_experiment(settings)  # an unreachable MLflow fails before the Spark work
     rows = silver.count()
     features = session_features(silver).persist()
@@ -306,7 +312,8 @@ def run_train(spark: "SparkSession", settings: Settings) -> dict[str, Any]:
     mlflow.set_tracking_uri(settings.tracking_uri)
     log_seconds, model_uri = 0.0, None
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        mlflow.set_tags({"stage": "train", "profile": settings["profile"]})
+        mlflow.set_tags({"stage": "train", "profile": settings["profile"],
+                         "validation_status": gate.status, "validation_forced": str(force).lower()})
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         mlflow.log_metric("fit_seconds", fit_seconds)
@@ -327,7 +334,7 @@ def run_train(spark: "SparkSession", settings: Settings) -> dict[str, Any]:
         json.dumps({"run_id": run_id, "params": params, "metrics": metrics}, indent=2) + "\n",
         encoding="utf-8")
     return {"run_id": run_id, "experiment_id": experiment_id, "model_uri": model_uri,
-            "params": params, "metrics": metrics,
+            "params": params, "metrics": metrics, "validation": gate.status,
             "seconds": {"fit": fit_seconds, "log_model": log_seconds}}
 
 

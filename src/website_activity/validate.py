@@ -698,8 +698,9 @@ def check_gate(settings: Settings) -> GateStatus:
         failures = latest.get("failures") or []
         first = failures[0] if failures else {}
         name = first.get("expectation", "?") + (f"({first['column']})" if first.get("column") else "")
-        return GateStatus("failed", f"the latest validation ({when}) failed: {len(failures)} expectations, "
-                                    f"first {name}; fix the data and {rerun}", when)
+        count = f"{len(failures)} expectation{'s' if len(failures) != 1 else ''}"
+        return GateStatus("failed", f"the latest validation ({when}) failed {count}, first {name}: "
+                                    f"fix the data and {rerun}", when)
     if latest.get("fingerprint") != lake_fingerprint(settings):
         return GateStatus("stale", f"the lake changed since its validation ({when}): {rerun} again", when)
     return GateStatus("passed", f"validated {when}", when)

@@ -57,7 +57,9 @@ def silver_table(spark, stage_settings: Settings) -> Path:
 @pytest.fixture(scope="module")
 def trained(spark, stage_settings: Settings, silver_table: Path) -> dict:
     from website_activity.train import run_train
+    from website_activity.validate import run_validate
 
+    run_validate(spark, stage_settings)  # the gate: make train refuses a lake that was not validated
     return run_train(spark, stage_settings)
 
 
@@ -80,6 +82,7 @@ def test_run_is_recorded_with_params_and_metrics(trained: dict, stage_settings: 
 
     assert run.info.experiment_id == experiment.experiment_id
     assert run.info.status == "FINISHED"
+    assert (run.data.tags["validation_status"], run.data.tags["validation_forced"]) == ("passed", "false")
     assert experiment.artifact_location == (Path(stage_settings["mlflow"]["artifact_root"])).as_uri()
     assert run.data.params["rows"] == str(EVENTS)  # every generated event is valid
     assert set(run.data.params) >= {"reg_param", "elastic_net_param", "max_iter", "seed",
