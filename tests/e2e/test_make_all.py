@@ -83,6 +83,15 @@ def test_make_all_twice_reconciles_and_reproduces(repo: Path) -> None:
     assert sum(int(r["events"]) for r in by_device) == EVENTS
     assert sum(int(r["events"]) for r in read_csv(reports / "traffic_by_page.csv")) == EVENTS
     assert len(read_csv(reports / "model_metrics.csv")) == 1
+    # the quality gate ran before training and passed: its Data Docs and summary are there
+    quality = read_csv(reports / "data_quality.csv")
+    assert quality and {r["success"] for r in quality} == {"true"}
+    assert (reports / "data_docs" / "index.html").is_file()
+    # make validate regenerated gx/ from the config: byte for byte what is committed (no drift)
+    for committed in [ROOT / "gx" / "great_expectations.yml", *sorted((ROOT / "gx").rglob("*.json"))]:
+        regenerated = repo / committed.relative_to(ROOT)
+        if "uncommitted" not in committed.parts:
+            assert regenerated.read_text() == committed.read_text(), committed.relative_to(ROOT)
 
     # a second `make all` is a fresh run of the same seed: same lake, one more MLflow run
     second = make(repo, "all", f"EVENTS={EVENTS}")
