@@ -43,7 +43,8 @@ def main(profile, port, save_only):
             click.echo(f"  [{f.suite}] {f.describe()}", err=True)
         click.echo(f"  {where}", err=True)
         raise ValidationFailed(f"{len(failed)} of {exc.report.expectations} expectations failed "
-                               f"(listed above; details in {_relative(latest_path(settings), settings)})") from exc
+                               f"(listed above; details in {_relative(latest_path(settings), settings)})",
+                               exc.report) from exc
     click.echo(f"validate: passed, {report.expectations} expectations on {report.rows} rows "
                f"({report.seconds:.1f}s); {where}; gate {_relative(latest_path(settings), settings)}")
 

@@ -12,6 +12,13 @@ class ConfigError(PipelineError):
 
 
 class ValidationFailed(PipelineError):
-    """The data quality gate failed: training must not go on."""
+    """The data quality gate failed: training must not go on.
+
+    ``report`` is the :class:`website_activity.validate.ValidationReport` when there is one.
+    """
 
     exit_code = 3
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report

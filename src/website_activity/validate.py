@@ -59,7 +59,7 @@ from website_activity.lake import lake_fingerprint, read_quarantine_count, read_
 from website_activity.schema import field_names, required_fields, spark_type_names
 
 if TYPE_CHECKING:
-    from great_expectations.core import ExpectationSuite, ExpectationSuiteValidationResult
+    from great_expectations.core import ExpectationSuite
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -125,9 +125,6 @@ class Outcome:
             shown = f" (e.g. {', '.join(values)})" if values else ""
             return f"{name}: {self.unexpected_count} {unit}{shown}"
         return f"{name}: observed {self.observed!r}"
-
-
-Failure = Outcome  # the name earlier callers used for a failed outcome
 
 
 @dataclass
@@ -659,9 +656,7 @@ def run_validate(spark: "SparkSession", settings: Settings) -> ValidationReport:
                  quarantine={"rows": quarantined, "rate": round(quarantine_rate(silver_rows, quarantined), 6)},
                  data_docs=str(data_docs_index(settings)), summary_csv=str(quality_csv_path(settings)))
     if not report.success:
-        error = ValidationFailed(f"{report.summary()} (details in {out})")
-        error.report = report
-        raise error
+        raise ValidationFailed(f"{report.summary()} (details in {out})", report)
     return report
 
 
