@@ -22,3 +22,9 @@ class ValidationFailed(PipelineError):
     def __init__(self, message: str, report: object = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+def first_line(exc: object) -> str:
+    """The first line of an error, at most 300 characters: a JVM error's message without its trace."""
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

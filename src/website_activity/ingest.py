@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from website_activity.config import Settings
-from website_activity.errors import PipelineError
+from website_activity.errors import PipelineError, first_line
 from website_activity.schema import field_names, required_fields, spark_schema
 
 if TYPE_CHECKING:
@@ -151,15 +151,10 @@ def run_ingest(spark: "SparkSession", settings: Settings) -> IngestResult:
                 # itself was written and committed by then: starting the query again goes on.
                 log.warning("Spark's Kafka source failed reporting a replayed batch; restarting the query")
                 continue
-            raise PipelineError(f"streaming ingest failed: {_first_line(exc)}") from exc
+            raise PipelineError(f"streaming ingest failed: {first_line(exc)}") from exc
     return IngestResult(totals["batches"], totals["input"], totals["silver"], totals["quarantine"],
                         time.monotonic() - start)
 
 
 def _is_replay_metrics_bug(exc: BaseException) -> bool:
     return 'because the return value of "scala.Option.get()" is null' in str(exc)
-
-
-def _first_line(exc: object) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

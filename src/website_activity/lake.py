@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from website_activity.config import Settings
-from website_activity.errors import PipelineError
+from website_activity.errors import PipelineError, first_line
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -95,8 +95,7 @@ def read_silver(spark: "SparkSession", settings: Settings) -> "DataFrame":
     try:
         return spark.read.parquet(str(path))
     except Exception as exc:  # pyspark's AnalysisException carries a JVM trace: keep one line
-        first = str(exc).strip().splitlines()
-        raise PipelineError(f"cannot read {path}: {first[0][:300] if first else exc!r}") from exc
+        raise PipelineError(f"cannot read {path}: {first_line(exc)}") from exc
 
 
 def _visible_parquet(table: Path) -> list[Path]:
@@ -130,5 +129,4 @@ def read_quarantine_count(spark: "SparkSession", settings: Settings) -> int:
     try:
         return spark.read.parquet(str(path)).count()
     except Exception as exc:  # one line, not a JVM trace
-        first = str(exc).strip().splitlines()
-        raise PipelineError(f"cannot read {path}: {first[0][:300] if first else exc!r}") from exc
+        raise PipelineError(f"cannot read {path}: {first_line(exc)}") from exc

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
-from website_activity.errors import PipelineError
+from website_activity.errors import PipelineError, first_line
 from website_activity.lake import read_silver
 from website_activity.validate import require_gate
 
@@ -226,7 +226,7 @@ def ensure_experiment(settings: Settings) -> str:
                 if experiment is None:
                     raise
     except MlflowException as exc:
-        raise PipelineError(f"MLflow at {settings.tracking_uri}: {_first_line(exc)}") from exc
+        raise PipelineError(f"MLflow at {settings.tracking_uri}: {first_line(exc)}") from exc
     if experiment.lifecycle_stage == "deleted":
         raise PipelineError(
             f"MLflow experiment '{name}' is deleted: restore it (mlflow experiments restore "
@@ -336,8 +336,3 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
     return {"run_id": run_id, "experiment_id": experiment_id, "model_uri": model_uri,
             "params": params, "metrics": metrics, "validation": gate.status,
             "seconds": {"fit": fit_seconds, "log_model": log_seconds}}
-
-
-def _first_line(exc: object) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

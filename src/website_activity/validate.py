@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from website_activity.config import Settings
-from website_activity.errors import PipelineError, ValidationFailed
+from website_activity.errors import PipelineError, ValidationFailed, first_line
 from website_activity.lake import lake_fingerprint, read_quarantine_count, read_silver
 from website_activity.schema import field_names, required_fields, spark_type_names
 
@@ -336,7 +336,7 @@ def file_context(settings: Settings) -> Any:
         context = gx.get_context(mode="file", context_root_dir=str(root))
     except Exception as exc:  # a broken great_expectations.yml: one line, not a GX trace
         raise PipelineError(f"cannot open the Great Expectations project in {root}: "
-                            f"{_first_line(exc)}") from exc
+                            f"{first_line(exc)}") from exc
     _batch_definitions(context)  # may save great_expectations.yml: before the site is set
     context.variables.data_docs_sites = {DOCS_SITE: site_config(settings.path("reports") / "data_docs")}
     return _quiet(context)
@@ -570,11 +570,6 @@ def _exception_message(info: Any) -> str | None:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def _first_line(exc: object) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 # -- outputs --------------------------------------------------------------------------------
