@@ -76,5 +76,5 @@ test: env ## the test suite (unit, integration with a real broker and Spark, end
 	.venv/bin/python -m pytest tests
 
 clean: kafka-down ## remove generated data, reports, MLflow runs and the embedded broker's storage
-	rm -rf data/silver data/quarantine data/checkpoints data/_validation data/_runs reports/*.csv models/metrics.json \
+	rm -rf data/bronze data/silver data/quarantine data/gold data/ground_truth data/checkpoints data/_validation data/_runs reports/*.csv models/metrics.json \
 	       reports/data_docs gx/uncommitted mlflow.db mlruns .kafka models/*/

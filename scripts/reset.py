@@ -17,14 +17,11 @@ def main(profile, port):
     """
     settings = settings_from(profile, port)
     removed = []
-    for key in ("silver", "quarantine", "checkpoints", "validation"):
+    for key in ("bronze", "silver", "quarantine", "gold", "ground_truth", "checkpoints", "validation", "runs"):
         path = settings.path(key)
         if path.exists():
             shutil.rmtree(path)
             removed.append(str(path.relative_to(settings.root)) if path.is_relative_to(settings.root) else str(path))
-    runs = settings.path("data") / "_runs"
-    if runs.exists():
-        shutil.rmtree(runs)
     click.echo(f"reset: removed {', '.join(removed) if removed else 'nothing'}")
 
 

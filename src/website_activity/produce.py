@@ -140,7 +140,7 @@ def run_produce(settings: Settings, events: int, seed: int) -> list[ProduceResul
 
 
 def manifest_path(settings: Settings) -> Path:
-    return settings.path("data") / "_runs" / "produce.json"
+    return settings.path("runs") / "produce.json"
 
 
 def write_manifest(settings: Settings, events: int, seed: int, results: list[ProduceResult]) -> None:
