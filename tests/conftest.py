@@ -10,8 +10,8 @@ import pytest
 
 from website_activity.config import Settings, load_config
 
-OUTPUT_PATHS = ("data", "silver", "quarantine", "checkpoints", "validation", "models", "reports",
-                "kafka_home", "gx")
+OUTPUT_PATHS = ("data", "bronze", "silver", "quarantine", "gold", "ground_truth", "runs", "checkpoints",
+                "validation", "models", "reports", "kafka_home", "gx")
 
 
 def make_settings(out: Path, **overrides: Any) -> Settings:
