@@ -10,8 +10,13 @@ import pytest
 
 from website_activity.config import Settings, load_config
 
-OUTPUT_PATHS = ("data", "bronze", "silver", "quarantine", "gold", "ground_truth", "runs", "checkpoints",
-                "validation", "models", "reports", "kafka_home", "gx")
+# Every path of the configuration except the fetched jars is an output: tests move them all.
+INPUT_PATHS = ("jvm",)
+
+
+def output_paths() -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WA__")}
+    return [key for key in load_config("local", {}, environ=env)["paths"] if key not in INPUT_PATHS]
 
 
 def make_settings(out: Path, **overrides: Any) -> Settings:
@@ -19,7 +24,7 @@ def make_settings(out: Path, **overrides: Any) -> Settings:
 
     ``overrides`` use dotted keys with ``__`` for dots: ``kafka__port=1234``.
     """
-    values: dict[str, Any] = {f"paths.{key}": str(out / key) for key in OUTPUT_PATHS}
+    values: dict[str, Any] = {f"paths.{key}": str(out / key) for key in output_paths()}
     values["mlflow.tracking_uri"] = f"sqlite:///{out / 'mlflow.db'}"
     values["mlflow.artifact_root"] = str(out / "mlruns")
     values.update({k.replace("__", "."): v for k, v in overrides.items()})
