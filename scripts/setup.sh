@@ -44,4 +44,5 @@ fetch() {  # fetch NAME: copy the runtime dependencies of conf/jvm/NAME/pom.xml 
 }
 fetch broker
 fetch spark
-[ -n "${SETUP_QUIET:-}" ] || echo "setup: ok ($VENV, $JVM/broker, $JVM/spark)"
+fetch tools
+[ -n "${SETUP_QUIET:-}" ] || echo "setup: ok ($VENV, $JVM/broker, $JVM/spark, $JVM/tools)"
