@@ -14,7 +14,7 @@ export PROFILE
 
 .DEFAULT_GOAL := help
 .PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest validate train \
-        report all mlflow-ui test clean
+        report all mlflow-ui test clean cluster-up cluster-down cluster-status
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,15 @@ kafka-down: ## stop the embedded broker started by kafka-up (by its pid)
 
 kafka-status: env ## say whether the embedded broker is up
 	@$(PY) scripts/broker.py $(COMMON) status
+
+cluster-up: env ## the local cluster harness: 3 Kafka brokers (KRaft) + Spark master and 2 workers (then PROFILE=cluster)
+	@$(PY) scripts/cluster.py $(COMMON) up
+
+cluster-down: ## stop the local cluster harness (by pid)
+	@if [ -x $(PY) ]; then $(PY) scripts/cluster.py $(COMMON) down; else echo "cluster: nothing to stop (no .venv)"; fi
+
+cluster-status: env ## say whether the local cluster harness is up
+	@$(PY) scripts/cluster.py $(COMMON) status
 
 reset: env ## delete the topics, data layers and checkpoints for a fresh run (MLflow runs are kept)
 	@$(PY) scripts/topics.py $(COMMON) --delete
@@ -75,6 +84,6 @@ mlflow-ui: env ## the MLflow UI on http://127.0.0.1:5000 (runs in mlflow.db)
 test: env ## the test suite (unit, integration with a real broker and Spark, end to end)
 	.venv/bin/python -m pytest tests
 
-clean: kafka-down ## remove generated data, reports, MLflow runs and the embedded broker's storage
+clean: kafka-down cluster-down ## remove generated data, reports, MLflow runs and the embedded broker's storage
 	rm -rf data/bronze data/silver data/quarantine data/gold data/ground_truth data/checkpoints data/_validation data/_runs reports/*.csv models/metrics.json \
-	       reports/data_docs gx/uncommitted mlflow.db mlruns .kafka models/*/
+	       reports/data_docs gx/uncommitted mlflow.db mlruns .kafka .cluster models/*/

@@ -105,7 +105,7 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any], source: str, prefix: 
 
 
 # Mappings whose keys are data (enum or device names), replaced whole rather than checked key by key.
-_FREE_MAPPINGS = {"schema.enums", "validation.viewports", "validation.device_share"}
+_FREE_MAPPINGS = {"schema.enums", "validation.viewports", "validation.device_share", "spark.conf"}
 
 
 def _is_free_mapping(dotted: str) -> bool:
@@ -253,6 +253,10 @@ def _check_semantics(data: dict[str, Any]) -> None:
         raise ConfigError(f"run.events must be >= 0, got {data['run']['events']}")
     if not data["topics"]["names"]:
         raise ConfigError("topics.names must name at least one topic")
+    t = data["topics"]
+    if not 1 <= t["min_insync_replicas"] <= t["replication_factor"]:
+        raise ConfigError(f"topics.min_insync_replicas must be between 1 and topics.replication_factor "
+                          f"({t['replication_factor']}), got {t['min_insync_replicas']}")
     known_types = {"string", "timestamp", "integer"}
     names = set()
     for f in data["schema"]["fields"]:

@@ -30,7 +30,8 @@ def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
         PipelineError: Java is missing or too old, or the Kafka jars were not fetched.
     """
     java = java_executable()
-    if settings["spark"]["master"].startswith("local"):
+    master = settings["spark"]["master"]
+    if master.startswith("local") or master.split("://")[-1].split(":")[0] in ("127.0.0.1", "localhost"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # stay on loopback
     os.environ.setdefault("JAVA_HOME", str(os.path.dirname(os.path.dirname(os.path.realpath(java)))))
     from pyspark.sql import SparkSession
@@ -48,6 +49,8 @@ def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
         # Spark's Kafka source as local jars: no download at run time, same jars on every run.
         .config("spark.jars", ",".join(spark_jars(settings)))
     )
+    for key, value in s["conf"].items():  # e.g. executor memory and cores on a cluster
+        builder = builder.config(str(key), str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(s["log_level"])
     return spark

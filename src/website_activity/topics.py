@@ -49,7 +49,8 @@ def create_topics(settings: Settings) -> dict[str, str]:
     try:
         existing = set(admin.list_topics())
         result = {}
-        new = [NewTopic(name, t["partitions"], t["replication_factor"])
+        configs = {"min.insync.replicas": str(t["min_insync_replicas"])}
+        new = [NewTopic(name, t["partitions"], t["replication_factor"], topic_configs=configs)
                for name in settings.topics if name not in existing]
         # A topic still being deleted cannot be created yet: retry for a bounded time.
         deadline = time.monotonic() + 60

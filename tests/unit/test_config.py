@@ -17,6 +17,8 @@ kafka:
   request_timeout_s: 15
 topics:
   names: [a, b]
+  replication_factor: 1
+  min_insync_replicas: 1
 schema:
   fields:
     - {name: event_id, type: string, required: true}
@@ -125,3 +127,9 @@ def test_validation_rules_are_checked_against_the_schema() -> None:
         load_config("local", environ={}, overrides={"validation.device_share": {"tablet": [0.5, 0.2]}})
     with pytest.raises(ConfigError, match="validation.max_quarantine_rate must be between 0 and 1"):
         load_config("local", environ={}, overrides={"validation.max_quarantine_rate": 1.5})
+
+
+def test_min_insync_replicas_cannot_exceed_the_replication_factor(root: Path) -> None:
+    (root / "conf" / "profiles" / "other.yaml").write_text("topics:\n  min_insync_replicas: 2\n")
+    with pytest.raises(ConfigError, match=r"topics\.min_insync_replicas must be between 1 and topics\.replication_factor \(1\), got 2"):
+        load_config("other", root=root, environ={})
