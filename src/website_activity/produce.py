@@ -341,7 +341,7 @@ def run_produce(settings: Settings, events: int | None, seed: int, *, duration: 
         bar.close()
         for p in procs:
             p.join(timeout=10)
-    errors = [o for o in outcomes.values() if isinstance(o, str)]
+    errors = [outcomes[t] for t in topics if isinstance(outcomes[t], str)]
     if errors:
         raise PipelineError(errors[0])
     results = [outcomes[t] for t in topics]
