@@ -37,7 +37,7 @@ def main(profile, port, events, duration, rate, seed, start, progress):
                    f"({r.events:,} events) in {r.seconds:.1f}s ({r.rate:,.0f}/s)")
     faults = ", ".join(f"{k} {v:,}" for k, v in m["faults"].items() if v) or "none"
     click.echo(f"produce: delivered {m['sent']:,} of {m['records']:,} records, {m['failed']:,} failed: "
-               f"{m['events']:,} events + faults ({faults}); seed {seed}, {m['rate']:,.0f} records/s")
+               f"{m['events']:,} events + faults ({faults}); seed {seed}, {m['rate']:,.0f} records/s overall")
 
 
 if __name__ == "__main__":
