@@ -75,7 +75,6 @@ the per-event work is vectorised (ids, timestamps, coordinates) or joins pre-enc
 from __future__ import annotations
 
 import bisect
-import itertools
 import ipaddress
 import json
 import math
@@ -238,9 +237,36 @@ def _next_table(row: tuple[float, tuple[tuple[int, float], ...]]) -> tuple[list[
     return cum, kinds
 
 
-_ACTION_TABLE = {kind: _action_table(kind) for kind in SCROLLS}
-_NEXT = {kind: _next_table(row) for kind, row in TRANSITIONS.items()}
-_NEXT_ADDED = _next_table(AFTER_ADD_TO_CART)
+def _combo_tables() -> tuple[np.ndarray, ...]:
+    """Every page kind's action combinations as arrays, for the vectorised walk."""
+    n_kinds = CONFIRMATION + 3  # every kind index (CONFIRMATION is never walked)
+    tables = {k: _action_table(k) for k in SCROLLS}
+    width = max(len(cum) for cum, _ in tables.values())
+    base = np.zeros(n_kinds, np.int64)
+    cum = np.full((n_kinds, width), 2.0)
+    added, lens, offs, actions = [], [], [], []
+    for k in range(n_kinds):
+        base[k] = len(added)
+        if k not in tables:
+            continue
+        c, choices = tables[k]
+        cum[k, :len(c)] = c
+        for acts, add in choices:
+            added.append(add)
+            offs.append(len(actions))
+            lens.append(len(acts))
+            actions.extend(acts)
+    return (base, cum, np.array(added), np.array(lens, np.int64), np.array(offs, np.int64),
+            np.array(actions, np.int64))
+
+
+_COMBOS = _combo_tables()
+# Next page kind: one row per kind (by index), then the row after an add to cart; -1 leaves the site.
+_NEXT_ROWS = [_next_table(TRANSITIONS[k]) if k in TRANSITIONS else ([2.0], [-1]) for k in range(CONFIRMATION + 3)]
+_NEXT_ROWS.append(_next_table(AFTER_ADD_TO_CART))
+_NEXT_WIDTH = max(len(c) for c, _ in _NEXT_ROWS)
+_NEXT_ROWS_CUM = np.array([c + [2.0] * (_NEXT_WIDTH - len(c)) for c, _ in _NEXT_ROWS])
+_NEXT_ROWS_KIND = np.array([k + [-1] * (_NEXT_WIDTH - len(k)) for _, k in _NEXT_ROWS])
 
 
 def parse_start(value: str) -> datetime:
@@ -444,16 +470,24 @@ class EventGenerator:
         self.users = make_users(conf["users"], seed, devices, self.enums["browser"], self.start, streams)
         self.mine = np.arange(index, conf["users"], streams)
         w = self.users.weight[self.mine]
-        self._user_cum = (np.cumsum(w) / w.sum()).tolist()
-        self._offsets = self.users.offset_ms[self.mine].tolist()
+        self._user_cum_arr = np.cumsum(w) / w.sum()
+        self._offsets_arr = self.users.offset_ms[self.mine]
 
         self.paths, self.kinds, self.products = site_map(conf)
         self._first_product = len(self.kinds[CATEGORY]) + self.kinds[CATEGORY][0]
         self._checkout, self._search = self.kinds[CHECKOUT][0], self.kinds[SEARCH][0]
         self._confirmation = self.kinds[CONFIRMATION][0]
         self._entry_kinds, self._entry_cum = _cumulative(ENTRY)
-        self._fixed_page = {k: v[0] for k, v in self.kinds.items() if k != CATEGORY}
-        self._fixed_page[CATEGORY] = self.kinds[CATEGORY]
+        self._entry_arr, self._entry_cum_arr = np.array(self._entry_kinds), np.array(self._entry_cum)
+        self._entry_cum_arr[-1] = 1.0 + 1e-9
+        self._n_categories = len(self.kinds[CATEGORY])
+        self._per_category = int(conf["products_per_category"])
+        self._first_category = self.kinds[CATEGORY][0]
+        self._fixed_arr = np.array([self.kinds[k][0] if k in self.kinds and k != CATEGORY else -1
+                                    for k in range(CONFIRMATION + 3)])
+        (self._combo_base, self._combo_cum, self._combo_added, self._combo_len, self._combo_off,
+         self._combo_actions) = _COMBOS
+        self._next_kind, self._next_cum = _NEXT_ROWS_KIND, _NEXT_ROWS_CUM
         self._ev_pages: list[int] = []
         site = conf["site"].rstrip("/").encode()
         self._url = [p.encode() for p in self.paths]
@@ -472,13 +506,14 @@ class EventGenerator:
         self._mobile = devices.index("mobile") if "mobile" in devices else -1
 
         profile = np.array([[h * d for h in HOURLY] for d in WEEKDAY]).ravel()
-        self._profile = (profile / profile.mean()).tolist()   # index: weekday * 24 + hour
-        self._pmax = max(self._profile)
+        self._profile_arr = profile / profile.mean()   # index: weekday * 24 + hour
+        self._pmax = float(self._profile_arr.max())
         rate_per_ms = conf["sessions_per_hour"] / streams / _MS_PER_HOUR
         self._mean_gap_ms = 1.0 / (rate_per_ms * self._pmax)
         self._t = 0.0  # ms since start of the last candidate
 
-        self.r = random.Random(f"walk:{seed}:{index}")
+        self.wrng = np.random.default_rng([seed, index, 0xA1C])
+        self.late_rng = np.random.default_rng([seed, index, 0x1A7E])
         self.fr = random.Random(f"faults:{seed}:{index}")
         self.frng = np.random.default_rng([seed, index, 0xFA17])
         # One generator per vectorised quantity: the stream does not depend on how it is chunked.
@@ -542,47 +577,86 @@ class EventGenerator:
             self.rates = saved
 
     # -- sessions -------------------------------------------------------------------------------
-    SESSION_BATCH = 64
+    CANDIDATES = 1024  # session-start candidates per batch (about 40 % are kept)
 
     def _draw_sessions(self) -> int:
-        """Draw the next batch of sessions into the pending buffer; the last session's start (ms)."""
-        r, fr = self.r, self.fr
-        profile, pmax, offsets, cum = self._profile, self._pmax, self._offsets, self._user_cum
-        start_ms, mean_gap, n_users = self.start_ms, self._mean_gap_ms, len(self._user_cum)
-        late_rate, late_ms, mobile, udev = self.rates["late"], self.late_ms, self._mobile, self._udev
-        first_product, checkout, search, seen = self._first_product, self._checkout, self._search, self._seen
-        k = self.SESSION_BATCH
-        starts, shifts, users, feats, acts, pgs = [], [], [], [], [], []
-        for _ in range(k):
-            while True:  # thinning: candidates at the peak rate, kept by the user's local profile
-                self._t += r.expovariate(1.0) * mean_gap
-                u = min(bisect.bisect_right(cum, r.random()), n_users - 1)
-                hour = (start_ms + int(self._t) + offsets[u]) // _MS_PER_HOUR
-                if r.random() * pmax < profile[((hour // 24 + 3) % 7) * 24 + hour % 24]:  # epoch: a Thursday
-                    break
-            start = start_ms + int(self._t)
-            shift = late_ms if late_rate > 0 and fr.random() < late_rate else 0
-            actions, ev_pages, pages = self._walk(r)
-            returning = u in seen
-            seen.add(u)
-            feats.append((len(pages), sum(1 for p in pages if p >= first_product), actions.count(ADD_TO_CART),
-                          int(checkout in pages), int(search in pages), int(returning), int(udev[u] == mobile),
-                          int(18 <= ((start - shift + offsets[u]) // _MS_PER_HOUR) % 24 < 23)))
-            starts.append(start)
-            shifts.append(shift)
-            users.append(u)
-            acts.append(actions)
-            pgs.append(ev_pages)
-        x = np.array(feats, np.float64)
+        """Draw the next batch of sessions into the pending buffer; the last candidate's time (ms).
+
+        Vectorised over the batch: thinning of the session starts, the Markov walk (one step of
+        every session still on the site at a time), the conversion draw and the gaps.
+        """
+        w = self.wrng
+        m = self.CANDIDATES
+        # Thinning: candidates at the peak rate; a candidate's user keeps it by the local profile.
+        t = self._t + np.cumsum(w.exponential(self._mean_gap_ms, m))
+        self._t = float(t[-1])
+        users = np.minimum(np.searchsorted(self._user_cum_arr, w.random(m), side="right"), len(self.mine) - 1)
+        hour = (self.start_ms + t.astype(np.int64) + self._offsets_arr[users]) // _MS_PER_HOUR
+        keep = w.random(m) * self._pmax < self._profile_arr[((hour // 24 + 3) % 7) * 24 + hour % 24]
+        frontier = self.start_ms + int(self._t)
+        starts = self.start_ms + t[keep].astype(np.int64)
+        users = users[keep]
+        k = len(starts)
+        if k == 0:
+            return frontier
+        late = self.late_rng.random(k) < self.rates["late"] if self.rates["late"] > 0 else np.zeros(k, bool)
+        shifts = np.where(late, self.late_ms, 0)
+
+        # The walk: every session on the site takes one step at a time.
+        kind = self._entry_arr[np.searchsorted(self._entry_cum_arr, w.random(k), side="right")]
+        category = (w.random(k) * self._n_categories).astype(np.int64)
+        active = np.arange(k)
+        steps: list[tuple[np.ndarray, ...]] = []
+        for _ in range(self.conf["max_pages"]):
+            if not len(active):
+                break
+            kd = kind[active]
+            u = w.random((5, len(active)))
+            is_product, is_category = kd == PRODUCT, kd == CATEGORY
+            switch = is_category | (is_product & (u[0] < 0.3))
+            cat = np.where(switch, (u[1] * self._n_categories).astype(np.int64), category[active])
+            category[active] = cat
+            item = (self._per_category * u[2] ** 1.6).astype(np.int64)  # a few bestsellers
+            page = np.where(is_product, self._first_product + cat * self._per_category + item,
+                            np.where(is_category, self._first_category + cat, self._fixed_arr[kd]))
+            combo = self._combo_base[kd] + (u[3][:, None] >= self._combo_cum[kd]).sum(1)
+            added = self._combo_added[combo]
+            row = np.where(added, len(_NEXT_ROWS) - 1, kd)
+            nxt = self._next_kind[row, (u[4][:, None] >= self._next_cum[row]).sum(1)]
+            steps.append((active, page, combo, kd))
+            kind[active] = nxt
+            active = active[nxt >= 0]
+        sess, page, combo, kd = (np.concatenate(c) for c in zip(*steps))
+        order = np.argsort(sess, kind="stable")  # session by session, pages in order
+        sess, page, combo, kd = sess[order], page[order], combo[order], kd[order]
+
+        # The observable features and the true conversion model.
+        x = np.stack([
+            np.bincount(sess, minlength=k),
+            np.bincount(sess[kd == PRODUCT], minlength=k),
+            np.bincount(sess[self._combo_added[combo]], minlength=k),
+            np.bincount(sess[kd == CHECKOUT], minlength=k) > 0,
+            np.bincount(sess[kd == SEARCH], minlength=k) > 0,
+            self._returning(users),
+            self._udev[users] == self._mobile,
+            (lambda h: (h >= 18) & (h < 23))(((starts - shifts + self._offsets_arr[users]) // _MS_PER_HOUR) % 24),
+        ], axis=1).astype(np.int64)
         p = 1.0 / (1.0 + np.exp(-(INTERCEPT + x @ self._coef)))
-        converted = (self.crng.random(k) < p).tolist()
-        for i in np.flatnonzero(converted).tolist():
-            acts[i].append(PURCHASE)
-            pgs[i].append(self._confirmation)
-        lengths = np.array([len(a) for a in acts], np.int64)
-        action = np.fromiter(itertools.chain.from_iterable(acts), np.int64, int(lengths.sum()))
-        page = np.fromiter(itertools.chain.from_iterable(pgs), np.int64, len(action))
-        first = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        converted = self.crng.random(k) < p
+
+        # Events: each page's actions, then a purchase at the end of each converted session.
+        lens = self._combo_len[combo]
+        rec = np.repeat(np.arange(len(combo)), lens)
+        within = np.arange(len(rec)) - np.repeat(np.cumsum(lens) - lens, lens)
+        action = self._combo_actions[self._combo_off[combo][rec] + within]
+        buyers = np.flatnonzero(converted)
+        session = np.concatenate((sess[rec], buyers))
+        page = np.concatenate((page[rec], np.full(len(buyers), self._confirmation)))
+        action = np.concatenate((action, np.full(len(buyers), PURCHASE)))
+        order = np.argsort(session, kind="stable")
+        session, page, action = session[order], page[order], action[order]
+        lengths = np.bincount(session, minlength=k)
+        first = np.cumsum(lengths) - lengths
         # Skewed gaps (log-normal, capped): between pages before a view, else within the page.
         n = len(action)
         gaps = np.where(action == VIEW, self.grng.lognormal(*PAGE_GAP, n),
@@ -592,57 +666,36 @@ class EventGenerator:
         gaps[first] = 0
         offset = np.cumsum(gaps)
         offset -= np.repeat(offset[first], lengths)
+        emit = starts[session] + offset
+        ts = emit - shifts[session]
         base = len(self._sid)
-        session = np.repeat(np.arange(base, base + k), lengths)
-        emit = np.repeat(np.array(starts, np.int64), lengths) + offset
-        ts = emit - np.repeat(np.array(shifts, np.int64), lengths) if any(shifts) else emit
-        late = np.repeat(np.array(shifts, np.int64) > 0, lengths)
-        self._pending.add((emit, ts, page, action, session, np.repeat(np.array(users, np.int64), lengths), late))
+        self._pending.add((emit, ts, page, action, session + base, users[session], late[session]))
 
         sids = uuid4_block(self.sid_rng, k)
-        ips = self.users.ip
+        ips, mine = self.users.ip, self.mine
+        ulist = users.tolist()
         self._sid.extend(b.decode() for b in sids)
         self._skeys.extend(sids)
-        self._stail.extend(b',"session_id":"' + sid + b'","ip_address":"' + ips[self.mine[u]].encode() + b'"}'
-                           for sid, u in zip(sids, users))
-        self._suser.extend(users)
-        self._sx.extend(feats)
+        self._stail.extend(b',"session_id":"' + sid + b'","ip_address":"' + ips[mine[u]].encode() + b'"}'
+                           for sid, u in zip(sids, ulist))
+        self._suser.extend(ulist)
+        self._sx.extend(map(tuple, x.tolist()))
         self._sp.extend(p.tolist())
-        self._sconv.extend(converted)
+        self._sconv.extend(converted.tolist())
         self._sn.extend(lengths.tolist())
         self._semitted.extend([0] * k)
-        return starts[-1]
+        return frontier
 
-    def _walk(self, r: random.Random) -> tuple[list[int], list[int], list[int]]:
-        """One visit on the site map: (action per event, page per event, pages viewed)."""
-        actions: list[int] = []
-        ev_pages: list[int] = []
-        pages: list[int] = []
-        bisect_right, random_ = bisect.bisect_right, r.random
-        kind = self._entry_kinds[bisect_right(self._entry_cum, random_())]
-        products, n_categories, fixed = self.products, len(self.products), self._fixed_page
-        category = int(random_() * n_categories)
-        for _ in range(self.conf["max_pages"]):
-            if kind == PRODUCT:
-                if random_() < 0.3:
-                    category = int(random_() * n_categories)
-                items = products[category]
-                page = items[int(len(items) * random_() ** 1.6)]  # a few bestsellers
-            elif kind == CATEGORY:
-                category = int(random_() * n_categories)
-                page = fixed[CATEGORY][category]
+    def _returning(self, users: np.ndarray) -> np.ndarray:
+        """1 for a session whose user had an earlier session in this stream (in start order)."""
+        seen = self._seen
+        out = np.zeros(len(users), np.int64)
+        for i, u in enumerate(users.tolist()):
+            if u in seen:
+                out[i] = 1
             else:
-                page = fixed[kind]
-            pages.append(page)
-            cum, choices = _ACTION_TABLE[kind]
-            acts, added = choices[bisect_right(cum, random_())]
-            actions.extend(acts)
-            ev_pages.extend([page] * len(acts))
-            cum, nexts = _NEXT_ADDED if added else _NEXT[kind]
-            kind = nexts[bisect_right(cum, random_())]
-            if kind < 0:
-                break
-        return actions, ev_pages, pages
+                seen.add(u)
+        return out
 
     # -- chunks -----------------------------------------------------------------------------------
     def _ready(self, want: int) -> tuple[np.ndarray, ...]:
