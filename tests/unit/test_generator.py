@@ -13,7 +13,7 @@ import pytest
 from website_activity.config import load_config
 from website_activity.errors import ConfigError
 from website_activity.generator import (FAULT_KINDS, FEATURES, NO_COORDINATE, TRUE_COEFFICIENTS,
-                                        EventGenerator, parse_start)
+                                        EventGenerator, conversion_probability, parse_start)
 from website_activity.produce import encode, split_events
 from website_activity.schema import EVENT_FIELDS
 
@@ -151,6 +151,7 @@ def test_ground_truth_matches_the_stream(big) -> None:
     for sid, s in by_session.items():
         r = rows[sid]
         assert 0 < r["p_convert"] < 1 and r["user_id"] == s[0]["user_id"]
+        assert r["p_convert"] == pytest.approx(conversion_probability(r))  # the documented model, exactly
         views = [e for e in s if e["action_type"] == "view"]
         if r["complete"]:
             assert r["converted"] == (s[-1]["action_type"] == "purchase")
