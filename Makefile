@@ -5,6 +5,9 @@ SEED    ?=
 PROFILE ?= local
 PORT    ?=
 FORCE   ?=
+DURATION ?=
+RATE    ?=
+START   ?=
 
 PY      := .venv/bin/python
 export WA_ROOT := $(CURDIR)
@@ -18,7 +21,7 @@ export PROFILE
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: EVENTS SEED PROFILE PORT FORCE (see README.md)"
+	@echo "  variables: EVENTS SEED PROFILE PORT FORCE DURATION RATE START (see README.md)"
 
 setup: ## create .venv with the pinned packages and fetch the JVM jars (idempotent)
 	@bash scripts/setup.sh
@@ -52,8 +55,8 @@ reset: env ## delete the topics, data layers and checkpoints for a fresh run (ML
 topics: env ## create the topics producer-a and producer-b (idempotent)
 	@$(PY) scripts/topics.py $(COMMON)
 
-produce: env ## run the two producers in parallel (EVENTS in total, seeded by SEED)
-	@$(PY) scripts/produce.py $(COMMON) $(if $(EVENTS),--events $(EVENTS)) $(if $(SEED),--seed $(SEED))
+produce: env ## run the two producers in parallel (EVENTS valid events + faults, or DURATION s; RATE records/s; START)
+	@$(PY) scripts/produce.py $(COMMON) $(if $(EVENTS),--events $(EVENTS)) $(if $(SEED),--seed $(SEED)) $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) $(if $(START),--start $(START))
 
 ingest: env ## Structured Streaming, both topics -> data/silver (availableNow, checkpointed)
 	@$(PY) scripts/ingest.py $(COMMON)

@@ -1,9 +1,18 @@
-"""Two producers, one process per topic, sending seeded events as JSON (key: ``session_id``).
+"""Two producers, one process per topic, sending the generator's records (key: ``session_id``).
 
-Producer *i* sends its share of ``EVENTS`` to topic *i*, generated from ``(seed, topic)``, so
-the same seed and configuration send the same records. Every send is acknowledged by the
-broker (``acks=all``, idempotent producer); a record that is not acknowledged is counted as
-failed and makes the run fail, never silently vanish.
+Producer *i* owns every *i*-th user of the population (see :mod:`website_activity.generator`),
+so a session and all of its records stay in topic *i*, and in one partition (the key's). Modes:
+bounded (``events``: that many valid events in total, plus the injected faults), timed
+(``duration`` seconds) and rate-limited (``rate`` records per second in total, with either).
+
+Delivery: ``acks=all``, idempotent producer, retries, ``lz4`` compression, large batches with a
+short linger. Sends carry no per-record callback: each chunk's futures are kept and checked in
+bulk; a record that is not acknowledged (an error, or still pending when the final flush times
+out) is counted as failed, reported, and makes the run fail: nothing is silently lost.
+The partition of each key is computed once per session (the default partitioner's murmur2).
+
+Each producer writes the ground truth of its sessions to ``paths.ground_truth/<topic>.parquet``;
+the run writes a manifest to ``paths.runs/produce.json``.
 """
 
 from __future__ import annotations
@@ -11,30 +20,39 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import queue
 import time
-from dataclasses import asdict, dataclass
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
-from website_activity.generator import EventGenerator
+from website_activity.generator import CHUNK, FAULT_KINDS, EventGenerator, parse_start
 from website_activity.topics import no_broker_message
 
 log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 0.5
 
 
 @dataclass
 class ProduceResult:
-    topic: str
-    requested: int
-    sent: int
-    failed: int
-    seconds: float
-    first_error: str = ""
+    """What one producer sent."""
 
-    @property
-    def rate(self) -> float:
-        return self.sent / self.seconds if self.seconds > 0 else 0.0
+    topic: str
+    events: int = 0            # valid events generated
+    records: int = 0           # records handed to the producer (events + extra fault records)
+    sent: int = 0              # records acknowledged by the broker
+    failed: int = 0            # records not acknowledged
+    bytes: int = 0             # bytes of the values
+    first_event_time: str | None = None
+    last_event_time: str | None = None
+    seconds: float = 0.0
+    rate: float = 0.0          # records acknowledged per second
+    faults: dict[str, int] = field(default_factory=dict)
+    first_error: str = ""
 
 
 def split_events(total: int, parts: int) -> list[int]:
@@ -43,110 +61,387 @@ def split_events(total: int, parts: int) -> list[int]:
 
 
 def encode(event: dict) -> bytes:
+    """An event as the generator encodes it: compact JSON, fields in schema order."""
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def produce_topic(settings: Settings, topic: str, count: int, seed: int) -> ProduceResult:
-    """Send ``count`` generated events to ``topic`` and wait for every acknowledgement.
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
 
-    Raises:
-        PipelineError: No broker answers, or the topic does not exist.
-    """
+
+def make_producer(settings: Settings, client_id: str) -> Any:
+    """A kafka-python producer configured by ``producer:``, or a clear error when no broker answers."""
     from kafka import KafkaProducer
-    from kafka.errors import KafkaError, KafkaTimeoutError
+    from kafka.errors import KafkaError
 
     k, p = settings["kafka"], settings["producer"]
     timeout_ms = k["request_timeout_s"] * 1000
     try:
-        producer = KafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, client_id=f"website-activity-{topic}",
-            acks=p["acks"] if p["acks"] == "all" else int(p["acks"]),
+        return KafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers, client_id=client_id,
+            acks=p["acks"] if p["acks"] == "all" else int(p["acks"]), enable_idempotence=True,
             linger_ms=p["linger_ms"], batch_size=p["batch_size"],
+            max_request_size=max(1048576, 2 * settings["ingest"]["max_record_bytes"]),
             compression_type=p["compression_type"] or None,
             bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms,
             request_timeout_ms=timeout_ms, delivery_timeout_ms=max(4 * timeout_ms, 60000),
         )
     except (KafkaError, OSError) as exc:
         raise PipelineError(no_broker_message(settings, exc)) from exc
+    except (ImportError, AssertionError, ValueError) as exc:  # e.g. a codec whose package is missing
+        raise PipelineError(f"cannot configure the producer (producer: {dict(p)}): {exc}") from exc
+
+
+def check_topic(producer: Any, settings: Settings, topic: str) -> list[int]:
+    """The topic's partitions, or a clear error suggesting ``make topics``."""
+    from kafka.errors import KafkaTimeoutError
 
     try:
-        try:
-            if not producer.partitions_for(topic):
-                raise PipelineError(f"topic '{topic}' does not exist: run 'make topics'")
-        except KafkaTimeoutError as exc:
-            raise PipelineError(f"topic '{topic}' not found on {settings.bootstrap_servers} within "
-                                f"{k['request_timeout_s']}s: run 'make topics'") from exc
-        gen = EventGenerator.from_settings(settings, seed, topic)
-        key_field = p["key_field"]
-        state = {"acked": 0, "failed": 0, "error": ""}
+        partitions = producer.partitions_for(topic)
+    except KafkaTimeoutError as exc:
+        raise PipelineError(f"topic '{topic}' not found on {settings.bootstrap_servers} within "
+                            f"{settings['kafka']['request_timeout_s']}s: run 'make topics'") from exc
+    if not partitions:
+        raise PipelineError(f"topic '{topic}' does not exist: run 'make topics'")
+    return sorted(partitions)
 
-        def on_ok(_meta) -> None:
-            state["acked"] += 1
 
-        def on_error(exc: BaseException) -> None:
-            state["failed"] += 1
-            state["error"] = state["error"] or f"{type(exc).__name__}: {exc}"
+class _Appender:
+    """``producer.send(topic, value, key, partition)`` without send()'s per-call work.
 
-        start = time.monotonic()
-        next_log = start + 5
-        for n, event in enumerate(gen.events(count), 1):
-            try:
-                fut = producer.send(topic, key=str(event[key_field]).encode(), value=encode(event))
-            except KafkaError as exc:  # buffer full past max_block_ms, broker gone, ...
-                on_error(exc)
-                continue
-            fut.add_callback(on_ok).add_errback(on_error)
-            if time.monotonic() > next_log:
-                log.info("%s: %d/%d sent", topic, n, count)
-                next_log += 5
-        producer.flush(timeout=max(4 * timeout_ms, 60000) / 1000)
-        seconds = time.monotonic() - start
-        unacked = count - state["acked"] - state["failed"]
-        return ProduceResult(topic, count, state["acked"], state["failed"] + unacked, seconds,
-                             state["error"] or ("flush timed out" if unacked else ""))
+    kafka-python's ``send`` re-validates headers and types, re-reads the metadata, estimates the
+    size and formats a debug line (``str(producer)``) for every record: about 40 % of its cost here.
+    Our records are bytes with a known partition and a size checked by the generator, so the
+    pinned kafka-python's accumulator is fed directly, as ``send`` does after its checks, and the
+    sender is woken the same way. Without those internals (another kafka-python), ``send`` is used.
+    """
+
+    def __init__(self, producer: Any, topic: str, partitions: list[int]) -> None:
+        from kafka.structs import TopicPartition
+
+        self.producer = producer
+        self.topic = topic
+        self.tps = {p: TopicPartition(topic, p) for p in partitions}
+        acc, sender = getattr(producer, "_accumulator", None), getattr(producer, "_sender", None)
+        self.fast = acc is not None and sender is not None and callable(getattr(acc, "append", None))
+        self.max_size = producer.config.get("max_request_size", 1048576) - 1024
+
+    def __call__(self, key: bytes, value: bytes, partition: int) -> Any:
+        if not self.fast or len(value) > self.max_size:
+            return self.producer.send(self.topic, value=value, key=key, partition=partition)
+        future, full, new_batch, _ = self.producer._accumulator.append(self.tps[partition], None, key, value, [])
+        if full or new_batch:
+            self.producer._sender.wakeup()
+        return future
+
+
+class _Tally:
+    """Acknowledgements counted from the futures, oldest first, without per-record callbacks."""
+
+    def __init__(self) -> None:
+        self.pending: deque = deque()
+        self.acked = 0
+        self.failed = 0
+        self.error = ""
+
+    def fail(self, exc: BaseException, n: int = 1) -> None:
+        self.failed += n
+        self.error = self.error or f"{type(exc).__name__}: {exc}"
+
+    def drain(self, final: bool = False) -> None:
+        pending = self.pending
+        while pending:
+            f = pending[0]
+            if not f.is_done:
+                if not final:
+                    return
+                self.fail(TimeoutError("not acknowledged before the final flush timed out"))
+            elif f.exception is not None:
+                self.fail(f.exception)
+            else:
+                self.acked += 1
+            pending.popleft()
+
+
+def produce_topic(settings: Settings, topic: str, events: int | None, seed: int, *,
+                  duration: float | None = None, rate: float | None = None, start: str | None = None,
+                  progress: Any = None) -> ProduceResult:
+    """Send one producer's records to ``topic`` and wait for every acknowledgement.
+
+    Args:
+        settings: The configuration.
+        topic: One of ``topics.names`` (its position picks the producer's users).
+        events: Valid events to send; ``None`` with ``duration``: until the time is up.
+        seed: The run's seed.
+        duration: Stop after this many seconds (at a chunk boundary).
+        rate: Records per second for this producer (``None``: as fast as possible).
+        start: The simulated clock's start (``now`` or ISO-8601); default ``generator.start_time``.
+        progress: A queue for ``(topic, events, records, acked, failed)`` updates, or ``None``.
+
+    Raises:
+        PipelineError: No broker answers, or the topic does not exist.
+    """
+    from kafka.partitioner.default import murmur2
+
+    producer = make_producer(settings, f"website-activity-{topic}")
+    result = ProduceResult(topic)
+    tally = _Tally()
+    try:
+        partitions = check_topic(producer, settings, topic)
+        gen = EventGenerator.from_settings(settings, seed, topic, start)
+        n_part = len(partitions)
+        part_of: dict[bytes, int] = {}
+        size = CHUNK if rate is None else max(16, min(CHUNK, int(rate / 4)))
+        send, pending = _Appender(producer, topic, partitions), tally.pending
+        first_ms = last_ms = None
+        t0 = time.monotonic()
+        next_report = t0
+        for chunk in gen.chunks(events, size=size):
+            if rate is None:
+                for key, value in zip(chunk.keys, chunk.values):
+                    p = part_of.get(key)
+                    if p is None:
+                        p = part_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % n_part]
+                    try:
+                        pending.append(send(key, value, p))
+                    except Exception as exc:  # broker gone, producer closed, ...
+                        tally.fail(exc)
+            else:
+                _send_paced(send, chunk, part_of, partitions, tally, rate, t0, result.records)
+            result.events += chunk.counts["event"]
+            result.records += len(chunk.values)
+            result.bytes += sum(map(len, chunk.values))
+            if chunk.first_ms is not None:
+                first_ms = chunk.first_ms if first_ms is None else min(first_ms, chunk.first_ms)
+                last_ms = chunk.last_ms if last_ms is None else max(last_ms, chunk.last_ms)
+            if len(part_of) > 100_000:
+                part_of.clear()
+            tally.drain()
+            now = time.monotonic()
+            if progress is not None and now >= next_report:
+                progress.put((topic, result.events, result.records, tally.acked, tally.failed))
+                next_report = now + PROGRESS_EVERY_S
+            if duration is not None and now - t0 >= duration:
+                break
+        timeout_s = max(4 * settings["kafka"]["request_timeout_s"], 60)
+        producer.flush(timeout=timeout_s)
+        tally.drain(final=True)
+        result.seconds = time.monotonic() - t0
+        result.sent, result.failed, result.first_error = tally.acked, tally.failed, tally.error
+        result.rate = result.sent / result.seconds if result.seconds > 0 else 0.0
+        result.first_event_time, result.last_event_time = _iso(first_ms), _iso(last_ms)
+        result.faults = {k: gen.counts.get(k, 0) for k in FAULT_KINDS}
+        write_ground_truth(settings, topic, gen)
+        if progress is not None:
+            progress.put((topic, result.events, result.records, tally.acked, tally.failed))
+        return result
     finally:
         producer.close(timeout=10)
 
 
-def _worker(args: tuple) -> ProduceResult | str:
-    settings, topic, count, seed = args
+def _send_paced(send: Any, chunk: Any, part_of: dict, partitions: list[int], tally: _Tally,
+                rate: float, t0: float, before: int) -> None:
+    """Send a chunk no faster than ``rate`` records per second since ``t0``."""
+    from kafka.partitioner.default import murmur2
+
+    step = max(1, min(256, int(rate / 50)))
+    for i, (key, value) in enumerate(zip(chunk.keys, chunk.values)):
+        if i % step == 0:
+            wait = t0 + (before + i) / rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        p = part_of.get(key)
+        if p is None:
+            p = part_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+        try:
+            tally.pending.append(send(key, value, p))
+        except Exception as exc:
+            tally.fail(exc)
+
+
+def ground_truth_path(settings: Settings, topic: str) -> Path:
+    return settings.path("ground_truth") / f"{topic}.parquet"
+
+
+def write_ground_truth(settings: Settings, topic: str, gen: EventGenerator) -> Path:
+    """Write (or update: same session ids are replaced) ``<ground_truth>/<topic>.parquet``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = ground_truth_path(settings, topic)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = gen.ground_truth(topic)
+    if path.exists():
+        old = pq.read_table(path)
+        if old.schema.equals(table.schema):
+            keep = pc.invert(pc.is_in(old["session_id"], value_set=table["session_id"]))
+            table = pa.concat_tables([old.filter(keep), table])
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return path
+
+
+def _worker(job: dict, progress: Any, results: Any) -> None:
+    settings = job.pop("settings")
+    topic = job.pop("topic")
     try:
-        return produce_topic(settings, topic, count, seed)
+        results.put((topic, produce_topic(settings, topic, progress=progress, **job)))
     except PipelineError as exc:
-        return str(exc)
+        results.put((topic, str(exc)))
+    except Exception as exc:  # an unexpected failure still ends in one line, not a hang
+        results.put((topic, f"{type(exc).__name__}: {exc}"))
 
 
-def run_produce(settings: Settings, events: int, seed: int) -> list[ProduceResult]:
-    """Run one producer process per topic in parallel and write a manifest of what was sent.
+@dataclass
+class ProduceRun:
+    """The outcome of :func:`run_produce` (iterable over its per-topic results)."""
+
+    results: list[ProduceResult]
+    manifest: dict
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i: int) -> ProduceResult:
+        return self.results[i]
+
+
+def run_produce(settings: Settings, events: int | None, seed: int, *, duration: float | None = None,
+                rate: float | None = None, start: str | None = None, progress: bool = False) -> ProduceRun:
+    """Run one producer process per topic in parallel and write the manifest.
+
+    Args:
+        events: Valid events in total (shared evenly); ``None`` only with ``duration``.
+        duration: Seconds to produce for (with ``events`` too: whichever comes first).
+        rate: Records per second in total (shared evenly); must be > 0.
+        start: ``now`` or an ISO-8601 instant for the simulated clock.
+        progress: Show a progress bar (rate, sent, acked, failed) on stderr.
 
     Raises:
-        PipelineError: A producer could not start, or some records were not acknowledged.
+        PipelineError: Bad options, a producer could not start, or records were not acknowledged.
     """
+    if events is None and duration is None:
+        raise PipelineError("give a number of events or a duration")
+    if events is not None and events < 0:
+        raise PipelineError(f"events must be >= 0, got {events}")
+    if duration is not None and duration <= 0:
+        raise PipelineError(f"duration must be > 0 seconds, got {duration}")
+    if rate is not None and rate <= 0:
+        raise PipelineError(f"rate must be > 0 events per second, got {rate}")
+    if start is not None:
+        start = parse_start(start).isoformat(timespec="milliseconds")
     topics = settings.topics
-    jobs = [(settings, t, n, seed) for t, n in zip(topics, split_events(events, len(topics)))]
+    shares = split_events(events, len(topics)) if events is not None else [None] * len(topics)
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(len(jobs)) as pool:
-        outcomes = pool.map(_worker, jobs)
-    errors = [o for o in outcomes if isinstance(o, str)]
+    progress_q, results_q = ctx.Queue(), ctx.Queue()
+    procs = []
+    for topic, share in zip(topics, shares):
+        job = {"settings": settings, "topic": topic, "events": share, "seed": seed, "duration": duration,
+               "rate": rate / len(topics) if rate else None, "start": start}
+        procs.append(ctx.Process(target=_worker, args=(job, progress_q, results_q), daemon=True))
+    t0 = time.monotonic()
+    for p in procs:
+        p.start()
+    outcomes: dict[str, ProduceResult | str] = {}
+    bar = _Bar(events, progress)
+    try:
+        while len(outcomes) < len(procs):
+            try:
+                topic, outcome = results_q.get(timeout=0.2)
+                outcomes[topic] = outcome
+            except queue.Empty:
+                if all(not p.is_alive() for p in procs):
+                    try:  # a result may still be in the pipe
+                        topic, outcome = results_q.get(timeout=2)
+                        outcomes[topic] = outcome
+                        continue
+                    except queue.Empty:
+                        raise PipelineError("a producer process died without a result") from None
+            bar.update(progress_q)
+        bar.update(progress_q)
+    finally:
+        bar.close()
+        for p in procs:
+            p.join(timeout=10)
+    errors = [outcomes[t] for t in topics if isinstance(outcomes[t], str)]
     if errors:
         raise PipelineError(errors[0])
-    results = [o for o in outcomes if isinstance(o, ProduceResult)]
-    write_manifest(settings, events, seed, results)
-    failed = sum(r.failed for r in results)
+    results = [outcomes[t] for t in topics]
+    assert all(isinstance(r, ProduceResult) for r in results)
+    manifest = write_manifest(settings, events, seed, results, time.monotonic() - t0,
+                              {"duration": duration, "rate": rate, "start": start})
+    failed = manifest["failed"]
     if failed:
         first = next(r.first_error for r in results if r.failed)
-        raise PipelineError(f"{failed} of {events} events were not acknowledged by the broker ({first})")
-    return results
+        raise PipelineError(f"{failed} of {manifest['records']} records were not acknowledged by the "
+                            f"broker ({first}); manifest: {manifest_path(settings)}")
+    return ProduceRun(results, manifest)
+
+
+class _Bar:
+    """One tqdm bar for all producers: valid events, rate, records acked and failed."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.state: dict[str, tuple[int, int, int, int]] = {}
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="ev", unit_scale=True, desc="produce", dynamic_ncols=True,
+                            smoothing=0.1)
+
+    def update(self, q: Any) -> None:
+        changed = False
+        while True:
+            try:
+                topic, *counts = q.get_nowait()
+            except queue.Empty:
+                break
+            self.state[topic] = tuple(counts)
+            changed = True
+        if self.bar is not None and changed:
+            events, records, acked, failed = (sum(c[i] for c in self.state.values()) for i in range(4))
+            self.bar.update(events - self.bar.n)
+            self.bar.set_postfix(sent=records, acked=acked, failed=failed, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def manifest_path(settings: Settings) -> Path:
     return settings.path("runs") / "produce.json"
 
 
-def write_manifest(settings: Settings, events: int, seed: int, results: list[ProduceResult]) -> None:
+def write_manifest(settings: Settings, events: int | None, seed: int, results: list[ProduceResult],
+                   seconds: float, options: dict) -> dict:
+    faults = {k: sum(r.faults.get(k, 0) for r in results) for k in FAULT_KINDS}
+    p = settings["producer"]
+    manifest = {
+        "seed": seed,
+        "events": events if events is not None else sum(r.events for r in results),
+        "records": sum(r.records for r in results),
+        "sent": sum(r.sent for r in results),
+        "failed": sum(r.failed for r in results),
+        "faults": faults,
+        "bytes": sum(r.bytes for r in results),
+        "first_event_time": min((r.first_event_time for r in results if r.first_event_time), default=None),
+        "last_event_time": max((r.last_event_time for r in results if r.last_event_time), default=None),
+        "seconds": round(seconds, 3),
+        "rate": round(sum(r.sent for r in results) / seconds, 1) if seconds > 0 else 0.0,
+        "options": {**options, "compression_type": p["compression_type"], "linger_ms": p["linger_ms"],
+                    "batch_size": p["batch_size"]},
+        "ground_truth": [str(ground_truth_path(settings, r.topic)) for r in results],
+        "topics": [asdict(r) for r in results],
+    }
     path = manifest_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "events": events, "seed": seed, "sent": sum(r.sent for r in results),
-        "failed": sum(r.failed for r in results), "topics": [asdict(r) for r in results],
-    }, indent=2))
+    path.write_text(json.dumps(manifest, indent=2))
+    return manifest
