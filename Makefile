@@ -1,6 +1,7 @@
 # Website Activity: `make all` runs the whole pipeline; `make test` runs the test suite.
 # Variables (override on the command line: make all EVENTS=50000 SEED=1; make train FORCE=1):
 EVENTS  ?=
+DURATION ?=
 SEED    ?=
 PROFILE ?= local
 PORT    ?=
@@ -13,12 +14,12 @@ COMMON  := --profile $(PROFILE) $(if $(PORT),--port $(PORT))
 export PROFILE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest validate train \
+.PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest stream validate train \
         report all mlflow-ui test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: EVENTS SEED PROFILE PORT FORCE (see README.md)"
+	@echo "  variables: EVENTS SEED PROFILE PORT FORCE DURATION (see README.md)"
 
 setup: ## create .venv with the pinned packages and fetch the JVM jars (idempotent)
 	@bash scripts/setup.sh
@@ -46,8 +47,11 @@ topics: env ## create the topics producer-a and producer-b (idempotent)
 produce: env ## run the two producers in parallel (EVENTS in total, seeded by SEED)
 	@$(PY) scripts/produce.py $(COMMON) $(if $(EVENTS),--events $(EVENTS)) $(if $(SEED),--seed $(SEED))
 
-ingest: env ## Structured Streaming, both topics -> data/silver (availableNow, checkpointed)
+ingest: env ## Structured Streaming, both topics -> bronze, silver, quarantine, gold (availableNow, checkpointed)
 	@$(PY) scripts/ingest.py $(COMMON)
+
+stream: env ## the same job with a processing-time trigger, until Ctrl-C/SIGTERM or DURATION seconds
+	@$(PY) scripts/ingest.py $(COMMON) --stream $(if $(DURATION),--duration $(DURATION))
 
 validate: env ## Great Expectations suites on the lake -> reports/data_docs, reports/data_quality.csv; non-zero exit on failure
 	@$(PY) scripts/validate.py $(COMMON)

@@ -11,7 +11,7 @@ import pytest
 from website_activity.config import Settings, load_config
 
 OUTPUT_PATHS = ("data", "silver", "quarantine", "checkpoints", "validation", "models", "reports",
-                "kafka_home", "gx")
+                "kafka_home", "gx", "bronze", "gold", "runs", "ground_truth")
 
 
 def make_settings(out: Path, **overrides: Any) -> Settings:
