@@ -27,12 +27,13 @@ files are removed first), so a replay computes the same rows. A batch whose ledg
 was complete: its replay writes nothing. Hence ``records_read = silver + quarantined +
 duplicates_removed`` over the ledger, with no ``event_id`` twice in silver.
 
-**Watermark and gold.** The watermark of batch N is the latest event time of batches < N (kept
-in the ledger) minus ``ingest.watermark_delay_s``, as Structured Streaming defines it. Silver
-events older than it get ``is_late = true``: they stay in silver and are left out of gold, and
-counted (``gold_dropped_by_watermark``). Gold (per-minute windows of events, users and sessions
-per device and action) is rebuilt from silver at the end of every run (:func:`build_gold`), so it
-is right after any run, crash and restart.
+**Watermark and gold.** The watermark of batch N, per topic, is the latest event time of that
+topic in batches < N (kept in the ledger) minus ``ingest.watermark_delay_s``, as Structured
+Streaming defines it (per topic: each producer's clock is its own). Silver events older than it
+get ``is_late = true``: they stay in silver, are left out of gold, and are counted
+(``gold_dropped_by_watermark``). Gold (per-minute windows of events, users and sessions per device
+and action) is rebuilt from silver at the end of every run (:func:`build_gold`), so it is right
+after any run, crash and restart.
 
 The transforms (:func:`parse_records`, :func:`split_valid`, :func:`deduplicate`,
 :func:`gold_frame`) are pure and unit-tested on inline DataFrames; the reading and writing live in
@@ -165,14 +166,24 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
     )
 
 
+def _ts(value: datetime | str) -> "Column":
+    """A timestamp literal read in the session's time zone (UTC): a Python datetime would go
+    through the local time zone of this process."""
+    from pyspark.sql import functions as F
+
+    text = value.isoformat(sep=" ") if isinstance(value, datetime) else value.replace("T", " ")
+    return F.lit(text).cast("timestamp")
+
+
 def split_valid(parsed: "DataFrame", settings: Settings,
-                watermark: datetime | None = None) -> tuple["DataFrame", "DataFrame"]:
+                watermark: datetime | dict[str, str] | None = None) -> tuple["DataFrame", "DataFrame"]:
     """Split parsed records into (silver rows, quarantine rows).
 
     Args:
         parsed: The output of :func:`parse_records`.
         settings: Gives ``schema.fields``.
-        watermark: Events older than this get ``is_late = true`` (None: none is late).
+        watermark: Events older than this get ``is_late = true``: one time, or one per topic
+            (``{topic: ISO time}``, UTC); None: none is late.
 
     Returns:
         Silver rows (the typed fields, topic, partition, offset, ingest_time, event_date,
@@ -183,8 +194,15 @@ def split_valid(parsed: "DataFrame", settings: Settings,
 
     names = field_names(settings.schema_fields)
     good = parsed.where(F.col("quarantine_reason").isNull())
-    late = F.lit(False) if watermark is None else F.coalesce(
-        F.col("timestamp") < F.lit(watermark.isoformat(sep=" ")).cast("timestamp"), F.lit(False))
+    if watermark is None:
+        watermark = {}
+    if isinstance(watermark, dict):
+        late = F.lit(False)
+        for topic, mark in sorted(watermark.items()):
+            late = F.when(F.col("topic") == topic, F.col("timestamp") < _ts(mark)).otherwise(late)
+    else:
+        late = F.col("timestamp") < _ts(watermark)
+    late = F.coalesce(late, F.lit(False))
     silver = good.select(*names, *KAFKA_COLUMNS, "ingest_time",
                          F.to_date("timestamp").alias("event_date"), late.alias("is_late"))
     quarantine = parsed.where(F.col("quarantine_reason").isNotNull()).select(
@@ -284,8 +302,8 @@ class BatchStats:
     quarantined: int
     duplicates_removed: int
     quarantine_by_reason: dict[str, int]
-    max_event_time: str | None
-    watermark: str | None
+    max_event_time: dict[str, str]
+    watermark: dict[str, str]
     ingest_time: str
     seconds: float
     replayed: bool = False
@@ -294,12 +312,14 @@ class BatchStats:
         return {k: v for k, v in self.__dict__.items() if k != "replayed"}
 
 
-def _watermark(settings: Settings, previous: dict[str, Any] | None) -> tuple[datetime | None, str | None]:
-    """(watermark, latest event time so far) from the ledger entry of the batch before."""
-    if not previous or not previous.get("max_event_time"):
-        return None, None
-    latest = datetime.fromisoformat(previous["max_event_time"])
-    return latest - timedelta(seconds=settings["ingest"]["watermark_delay_s"]), previous["max_event_time"]
+def _watermark(settings: Settings, previous: dict[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(watermark per topic, latest event time per topic so far), from the ledger entry of the
+    batch before. Per topic: each producer's clock is its own, so a slower producer's events
+    are not late just because another producer is ahead."""
+    latest = dict((previous or {}).get("max_event_time") or {})
+    delay = timedelta(seconds=settings["ingest"]["watermark_delay_s"])
+    marks = {t: (datetime.fromisoformat(v) - delay).isoformat(timespec="microseconds") for t, v in latest.items()}
+    return marks, latest
 
 
 def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
@@ -329,22 +349,26 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
     bronze = settings.path("bronze")
     read = write_batch(bronze_frame(kafka, ingest_time), bronze, batch_id, "ingest_date", keep_existing=True)
     watermark, latest = _watermark(settings, previous)
-    stats = BatchStats(batch_id, read, 0, 0, 0, {}, latest, watermark.isoformat() if watermark else None,
-                       ingest_time.isoformat(), 0.0)
+    stats = BatchStats(batch_id, read, 0, 0, 0, {}, latest, watermark, ingest_time.isoformat(), 0.0)
     if read:
         raw = read_batch(spark, bronze, batch_id)  # what bronze holds: a replay parses the same rows
         parsed = parse_records(raw, settings).persist()
         try:
             iso = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"  # UTC (the session's time zone), as text
-            counts = (parsed.groupBy("quarantine_reason", F.to_date("timestamp").alias("d"))
+            counts = (parsed.groupBy("quarantine_reason", "topic", F.to_date("timestamp").alias("d"))
                       .agg(F.count(F.lit(1)).alias("n"), F.date_format(F.max("timestamp"), iso).alias("t"),
                            F.date_format(F.min("ingest_time"), iso).alias("i"))
                       .collect())
             stats.ingest_time = min(r.i for r in counts)
             valid = [r for r in counts if r.quarantine_reason is None]
-            stats.quarantine_by_reason = {r.quarantine_reason: r.n for r in counts if r.quarantine_reason}
-            times = [r.t for r in valid if r.t is not None] + ([latest] if latest else [])
-            stats.max_event_time = max(times) if times else latest
+            for r in counts:
+                if r.quarantine_reason:
+                    stats.quarantine_by_reason[r.quarantine_reason] = \
+                        stats.quarantine_by_reason.get(r.quarantine_reason, 0) + r.n
+            for r in valid:
+                if r.t is not None and r.t > latest.get(r.topic, ""):
+                    latest[r.topic] = r.t
+            stats.max_event_time = dict(sorted(latest.items()))
             silver_rows, quarantine = split_valid(parsed, settings, watermark)
             stats.quarantined = write_batch(quarantine, settings.path("quarantine"), batch_id, "ingest_date") \
                 if stats.quarantine_by_reason else _clear(settings.path("quarantine"), batch_id)
