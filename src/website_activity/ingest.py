@@ -338,13 +338,17 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
     """
     from pyspark.sql import functions as F
 
-    from website_activity.lake import read_batch, read_partitions, write_batch
+    from website_activity.lake import discard_batch, read_batch, read_partitions, write_batch
 
     done = ledger_entry(settings, batch_id)
     if done is not None:
         return BatchStats(**done, replayed=True)
     start = time.monotonic()
     spark = kafka.sparkSession
+    silver, quarantine_table = settings.path("silver"), settings.path("quarantine")
+    for table in (silver, quarantine_table):
+        # before silver's ids are read for the dedup: an interrupted attempt's rows are not "seen"
+        discard_batch(table, batch_id)
     ingest_time = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
     bronze = settings.path("bronze")
     read = write_batch(bronze_frame(kafka, ingest_time), bronze, batch_id, "ingest_date", keep_existing=True)
@@ -370,29 +374,19 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
                     latest[r.topic] = r.t
             stats.max_event_time = dict(sorted(latest.items()))
             silver_rows, quarantine = split_valid(parsed, settings, watermark)
-            stats.quarantined = write_batch(quarantine, settings.path("quarantine"), batch_id, "ingest_date") \
-                if stats.quarantine_by_reason else _clear(settings.path("quarantine"), batch_id)
-            silver = settings.path("silver")
+            stats.quarantined = write_batch(quarantine, quarantine_table, batch_id, "ingest_date") \
+                if stats.quarantine_by_reason else 0
             dates = [str(r.d) for r in valid]
             existing = read_partitions(spark, silver, "event_date", dates, ["event_id"])
             stats.silver = write_batch(deduplicate(silver_rows, existing), silver, batch_id, "event_date",
                                        files_per_partition=settings["ingest"]["silver_files_per_date"]) \
-                if valid else _clear(silver, batch_id)
+                if valid else 0
             stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
         finally:
             parsed.unpersist()
     stats.seconds = round(time.monotonic() - start, 3)
     _write_json(ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
     return stats
-
-
-def _clear(table: Path, batch_id: int) -> int:
-    """An empty batch of ``table``: remove what an interrupted attempt may have left."""
-    from website_activity.lake import batch_files
-
-    for f in batch_files(table, batch_id):
-        f.unlink()
-    return 0
 
 
 # -- the query -------------------------------------------------------------------------------

@@ -53,6 +53,14 @@ def parquet_rows(files: Iterable[Path]) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
+def discard_batch(table: Path, batch_id: int) -> None:
+    """Remove whatever an interrupted attempt of batch ``batch_id`` left in ``table``."""
+    _marker(table, batch_id).unlink(missing_ok=True)
+    for old in batch_files(table, batch_id):
+        old.unlink()
+    shutil.rmtree(table / "_staging" / f"batch-{batch_id}", ignore_errors=True)
+
+
 def write_batch(df: "DataFrame", table: Path, batch_id: int, partition_by: str | None = None, *,
                 files_per_partition: int | None = None, keep_existing: bool = False) -> int:
     """Write one micro-batch into ``table``, replacing any earlier attempt of the same batch.
@@ -77,11 +85,8 @@ def write_batch(df: "DataFrame", table: Path, batch_id: int, partition_by: str |
         if rows is not None:
             return rows
     marker = _marker(table, batch_id)
-    marker.unlink(missing_ok=True)
-    for old in batch_files(table, batch_id):
-        old.unlink()
+    discard_batch(table, batch_id)
     staging = table / "_staging" / f"batch-{batch_id}"
-    shutil.rmtree(staging, ignore_errors=True)
     if files_per_partition and partition_by:
         if files_per_partition == 1:
             df = df.repartition(partition_by)
