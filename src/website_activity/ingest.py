@@ -211,17 +211,31 @@ def split_valid(parsed: "DataFrame", settings: Settings,
     return silver, quarantine
 
 
-def deduplicate(events: "DataFrame", existing_ids: "DataFrame | None") -> "DataFrame":
+def deduplicate(events: "DataFrame", existing_ids: "DataFrame | None", files_per_date: int | None = None) -> "DataFrame":
     """Silver rows without duplicate ``event_id``s: the first record of each id (lowest topic,
-    partition, offset) unless the id is among ``existing_ids`` (one column ``event_id``)."""
+    partition, offset) unless the id is among ``existing_ids`` (columns ``event_date``,
+    ``event_id``: a duplicate is the same event, so it has the same event date).
+
+    With ``files_per_date``, the rows come out hash-partitioned by ``event_date`` (and a salt
+    of ``event_id`` for more than one file per date): one shuffle serves the dedup, the
+    anti-join and the file layout of the write.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    first = Window.partitionBy("event_id").orderBy(*KAFKA_COLUMNS)
+    keys = ["event_date", "event_id"]
+    if files_per_date:
+        salt = F.pmod(F.xxhash64("event_id"), F.lit(files_per_date)) if files_per_date > 1 else F.lit(0)
+        events = events.withColumn("_salt", salt).repartition("event_date", "_salt")
+        keys = ["event_date", "_salt", "event_id"]
+    first = Window.partitionBy(*keys).orderBy(*KAFKA_COLUMNS)
     out = events.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
     if existing_ids is not None:
-        out = out.join(existing_ids.select("event_id"), "event_id", "left_anti")
-    return out.select(*events.columns)
+        ids = existing_ids.select("event_date", "event_id")
+        if files_per_date:
+            ids = ids.withColumn("_salt", salt)
+        out = out.join(ids, keys, "left_anti")
+    return out.select(*[c for c in events.columns if c != "_salt"])
 
 
 def bronze_frame(kafka: "DataFrame", ingest_time: datetime) -> "DataFrame":
@@ -377,9 +391,10 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
             stats.quarantined = write_batch(quarantine, quarantine_table, batch_id, "ingest_date") \
                 if stats.quarantine_by_reason else 0
             dates = [str(r.d) for r in valid]
-            existing = read_partitions(spark, silver, "event_date", dates, ["event_id"])
-            stats.silver = write_batch(deduplicate(silver_rows, existing), silver, batch_id, "event_date",
-                                       files_per_partition=settings["ingest"]["silver_files_per_date"]) \
+            existing = read_partitions(spark, silver, "event_date", dates, ["event_date", "event_id"])
+            per_date = settings["ingest"]["silver_files_per_date"]
+            stats.silver = write_batch(deduplicate(silver_rows, existing, per_date), silver, batch_id,
+                                       "event_date") \
                 if valid else 0
             stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
         finally:

@@ -25,7 +25,7 @@ from website_activity.topics import create_topics
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = 4000
+EVENTS = 1500
 
 
 def children(pid: int) -> list[int]:
@@ -54,7 +54,7 @@ def env_for(settings) -> dict[str, str]:
     for key in ("data", "bronze", "silver", "quarantine", "gold", "runs", "checkpoints", "validation"):
         env[f"WA__PATHS__{key.upper()}"] = str(settings.path(key))
     env.update(WA__KAFKA__PORT=str(settings["kafka"]["port"]), WA__TOPICS__NAMES=json.dumps(settings.topics),
-               WA__SPARK__MAX_OFFSETS_PER_TRIGGER="300", WA__INGEST__TRIGGER_INTERVAL_S="0",
+               WA__SPARK__MAX_OFFSETS_PER_TRIGGER="250", WA__INGEST__TRIGGER_INTERVAL_S="0",
                WA__SPARK__DRIVER_MEMORY="768m", WA_ROOT=str(ROOT))
     return env
 

@@ -103,11 +103,12 @@ def test_dedup_keeps_the_first_record_and_drops_ids_already_in_silver(spark, set
     events = sample_events(settings, 6)
     # events 1 and 3 re-sent later in the batch (same bytes, later offsets)
     batch = silver_rows(spark, settings, events + [events[1], events[3]], offsets=[0, 1, 2, 3, 4, 5, 9, 7])
-    existing = spark.createDataFrame([(events[5]["event_id"],)], "event_id string")
-    out = sorted((r.event_id, r.offset) for r in deduplicate(batch, existing).collect())
-    assert out == sorted((e["event_id"], i) for i, e in enumerate(events[:5]))
-    assert deduplicate(batch, None).count() == 6
-    assert deduplicate(batch, None).columns == batch.columns
+    existing = batch.where("offset = 5").select("event_date", "event_id")
+    for files_per_date in (None, 1, 3):
+        out = sorted((r.event_id, r.offset) for r in deduplicate(batch, existing, files_per_date).collect())
+        assert out == sorted((e["event_id"], i) for i, e in enumerate(events[:5]))
+        assert deduplicate(batch, None, files_per_date).count() == 6
+        assert deduplicate(batch, None, files_per_date).columns == batch.columns
 
 
 def test_events_behind_the_watermark_are_flagged_late_not_dropped(spark, settings) -> None:
