@@ -90,8 +90,8 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
     Returns:
         One row per record: the typed fields, ``topic``, ``partition``, ``offset``,
         ``ingest_time``, ``key``, the raw ``value`` as a string (null for valid events: silver
-        does not need it), ``quarantine_reason`` (null for a valid event, else a code of
-        :data:`REASONS`) and ``quarantine_message``.
+        does not need it) and ``quarantine_reason`` (null for a valid event, else a code of
+        :data:`REASONS`; :func:`split_valid` adds the message).
     """
     from pyspark.sql import functions as F
 
@@ -111,59 +111,82 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
         F.from_json(small, "map<string,string>", {"mode": "PERMISSIVE"}).alias("m"),
         ingest_time.alias("ingest_time"), key.alias("key"),
     )
-    e = lambda n: F.col(f"e.{n}")  # noqa: E731
-    m = lambda n: F.col("m")[n]  # noqa: E731
-    rules: list[tuple["Column", "Column", "Column"]] = [
-        (size > limit, F.lit("too_large"),
-         F.format_string(f"value of %d bytes, more than ingest.max_record_bytes ({limit})", F.col("size"))),
-        (F.col("value").isNull(), F.lit("null_value"), F.lit("the record has no value (tombstone)")),
-        (F.col("m").isNull(), F.lit("not_json"), F.lit("the value is not a JSON object")),
+    # Each field once as a column: the rules below read them many times. Only codes here: the
+    # messages are built for quarantined rows alone (split_valid), so the per-row code stays small
+    # (a big generated expression takes Spark's code generator minutes to compile).
+    df = df.select("value", "size", *KAFKA_COLUMNS, "ingest_time", "key", F.col("m").isNull().alias("_no_json"),
+                   *[F.col(f"e.{n}").alias(n) for n in names],
+                   *[F.col("m")[n].alias(f"_m_{n}") for n in names])
+    e = F.col
+    m = lambda n: F.col(f"_m_{n}")  # noqa: E731
+    rules: list[tuple["Column", str]] = [
+        (F.col("size") > limit, "too_large"),
+        (F.col("value").isNull(), "null_value"),
+        (F.col("_no_json"), "not_json"),
     ]
-    for name in required_fields(fields):
-        rules.append((m(name).isNull(), F.lit(f"missing_field:{name}"),
-                      F.lit(f"required field '{name}' is missing or null")))
+    rules += [(m(n).isNull(), f"missing_field:{n}") for n in required_fields(fields)]
     for name in names:
         wrong = m(name).isNotNull() & e(name).isNull()
         if types[name] == "timestamp":  # Spark reads a number as seconds since 1970: refuse it
-            wrong = wrong | (m(name).isNotNull() & ~m(name).rlike(ISO_DATE))
-        rules.append((wrong, F.lit(f"bad_type:{name}"),
-                      F.format_string(f"field '{name}' is not {'an' if types[name][0] in 'aeiou' else 'a'} "
-                                      f"{types[name]}: %s", F.substring(m(name), 1, 80))))
-    for name, allowed in settings["schema"]["enums"].items():
-        rules.append((~e(name).isin(*allowed), F.lit(f"bad_enum:{name}"),
-                      F.format_string(f"{name} %s is not one of {', '.join(allowed)}", F.substring(e(name), 1, 80))))
+            wrong = wrong | ~m(name).rlike(ISO_DATE)
+        rules.append((wrong, f"bad_type:{name}"))
+    rules += [(~e(n).isin(*allowed), f"bad_enum:{n}") for n, allowed in settings["schema"]["enums"].items()]
     coords = ("click_coordinates_x", "click_coordinates_y")
     if {"action_type", "device_type", *coords} <= set(names):
         x, y = e(coords[0]), e(coords[1])
         outside = F.lit(False)
         for device, (width, height) in settings["validation"]["viewports"].items():
-            outside = outside | ((e("device_type") == device)
-                                 & ((x < 0) | (x >= width) | (y < 0) | (y >= height)))
-        sizes = F.create_map(*[v for d, (w, h) in settings["validation"]["viewports"].items()
-                               for v in (F.lit(d), F.lit(f"{w}x{h}"))])
-        viewport = sizes[e("device_type")]
+            outside = outside | ((e("device_type") == device) & ((x < 0) | (x >= width) | (y < 0) | (y >= height)))
         is_click = e("action_type") == "click"
-        rules.append((is_click & outside, F.lit("out_of_viewport"),
-                      F.format_string("click at (%d, %d) outside the %s viewport %s", x, y,
-                                      e("device_type"), viewport)))
-        rules.append((~is_click & ((x != NO_COORDINATE) | (y != NO_COORDINATE)), F.lit("unexpected_coordinates"),
-                      F.format_string(f"a %s event carries coordinates (%d, %d); only clicks may "
-                                      f"(others {NO_COORDINATE}, {NO_COORDINATE})", e("action_type"), x, y)))
+        rules.append((is_click & outside, "out_of_viewport"))
+        rules.append((~is_click & ((x != NO_COORDINATE) | (y != NO_COORDINATE)), "unexpected_coordinates"))
     if "timestamp" in names:
         skew = settings["validation"]["clock_skew_s"]
-        rules.append((e("timestamp") > F.col("ingest_time") + F.expr(f"INTERVAL {skew} SECONDS"),
-                      F.lit("future_time"),
-                      F.format_string(f"event time %s is more than {skew} s after the ingest time %s",
-                                      F.date_format(e("timestamp"), "yyyy-MM-dd'T'HH:mm:ss'Z'"),
-                                      F.date_format(F.col("ingest_time"), "yyyy-MM-dd'T'HH:mm:ss'Z'"))))
-    verdict = F.coalesce(*[F.when(cond, F.struct(code.alias("reason"), msg.alias("message")))
-                           for cond, code, msg in rules])
-    df = df.withColumn("_q", verdict)
-    return df.select(
-        *[e(n).alias(n) for n in names], *KAFKA_COLUMNS, "ingest_time", "key",
-        F.when(F.col("_q").isNotNull(), F.col("value")).alias("value"),
-        F.col("_q.reason").alias("quarantine_reason"), F.col("_q.message").alias("quarantine_message"),
-    )
+        rules.append((e("timestamp") > F.col("ingest_time") + F.expr(f"INTERVAL {skew} SECONDS"), "future_time"))
+    reason = F.coalesce(*[F.when(cond, F.lit(code)) for cond, code in rules])
+    return df.withColumn("quarantine_reason", reason).select(
+        *names, *KAFKA_COLUMNS, "ingest_time", "key",
+        F.when(F.col("quarantine_reason").isNotNull(), F.col("value")).alias("value"), "quarantine_reason")
+
+
+def quarantine_message(settings: Settings) -> "Column":
+    """A sentence for a person, from a quarantined row's reason, raw value and parsed fields."""
+    from pyspark.sql import functions as F
+
+    names = field_names(settings.schema_fields)
+    types = {f["name"]: f["type"] for f in settings.schema_fields}
+    enums = settings["schema"]["enums"]
+    limit = settings["ingest"]["max_record_bytes"]
+    skew = settings["validation"]["clock_skew_s"]
+    reason = F.col("quarantine_reason")
+    kind, fld = F.substring_index(reason, ":", 1), F.substring_index(reason, ":", -1)
+    raw_field = F.substring(F.coalesce(F.get_json_object("value", F.concat(F.lit("$."), fld)), F.lit("")), 1, 80)
+    literal_map = lambda d: F.create_map(*[F.lit(v) for k, w in d.items() for v in (k, w)])  # noqa: E731
+    typed = lambda t: ("an " if t[0] in "aeiou" else "a ") + t  # noqa: E731
+    iso = "yyyy-MM-dd'T'HH:mm:ss'Z'"
+    msg = (F.when(kind == "too_large", F.format_string(
+                f"value of %d bytes, more than ingest.max_record_bytes ({limit})", F.octet_length("value")))
+           .when(kind == "null_value", F.lit("the record has no value (tombstone)"))
+           .when(kind == "not_json", F.lit("the value is not a JSON object"))
+           .when(kind == "missing_field", F.format_string("required field '%s' is missing or null", fld))
+           .when(kind == "bad_type", F.format_string("field '%s' is not %s: %s", fld,
+                                                     literal_map({n: typed(t) for n, t in types.items()})[fld],
+                                                     raw_field))
+           .when(kind == "bad_enum", F.format_string("%s %s is not one of %s", fld, raw_field,
+                                                     literal_map({n: ", ".join(v) for n, v in enums.items()})[fld])))
+    if {"action_type", "device_type", "click_coordinates_x", "click_coordinates_y"} <= set(names):
+        sizes = literal_map({d: f"{w}x{h}" for d, (w, h) in settings["validation"]["viewports"].items()})
+        x, y = F.col("click_coordinates_x"), F.col("click_coordinates_y")
+        msg = (msg.when(kind == "out_of_viewport", F.format_string(
+                   "click at (%d, %d) outside the %s viewport %s", x, y, "device_type", sizes[F.col("device_type")]))
+               .when(kind == "unexpected_coordinates", F.format_string(
+                   f"a %s event carries coordinates (%d, %d); only clicks may (others {NO_COORDINATE}, "
+                   f"{NO_COORDINATE})", "action_type", x, y)))
+    if "timestamp" in names:
+        msg = msg.when(kind == "future_time", F.format_string(
+            f"event time %s is more than {skew} s after the ingest time %s",
+            F.date_format("timestamp", iso), F.date_format("ingest_time", iso)))
+    return msg.otherwise(reason)
 
 
 def _ts(value: datetime | str) -> "Column":
@@ -206,7 +229,7 @@ def split_valid(parsed: "DataFrame", settings: Settings,
     silver = good.select(*names, *KAFKA_COLUMNS, "ingest_time",
                          F.to_date("timestamp").alias("event_date"), late.alias("is_late"))
     quarantine = parsed.where(F.col("quarantine_reason").isNotNull()).select(
-        "value", "key", F.col("quarantine_reason").alias("reason"), F.col("quarantine_message").alias("message"),
+        "value", "key", F.col("quarantine_reason").alias("reason"), quarantine_message(settings).alias("message"),
         *KAFKA_COLUMNS, "ingest_time", F.to_date("ingest_time").alias("ingest_date"))
     return silver, quarantine
 
