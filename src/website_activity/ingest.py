@@ -160,7 +160,8 @@ def quarantine_message(settings: Settings) -> "Column":
     skew = settings["validation"]["clock_skew_s"]
     reason = F.col("quarantine_reason")
     kind, fld = F.substring_index(reason, ":", 1), F.substring_index(reason, ":", -1)
-    raw_field = F.substring(F.coalesce(F.get_json_object("value", F.concat(F.lit("$."), fld)), F.lit("")), 1, 80)
+    raw_field = F.substring(F.coalesce(F.call_function("get_json_object", F.col("value"), F.concat(F.lit("$."), fld)),
+                                       F.lit("")), 1, 80)
     literal_map = lambda d: F.create_map(*[F.lit(v) for k, w in d.items() for v in (k, w)])  # noqa: E731
     typed = lambda t: ("an " if t[0] in "aeiou" else "a ") + t  # noqa: E731
     iso = "yyyy-MM-dd'T'HH:mm:ss'Z'"
