@@ -248,15 +248,20 @@ def deduplicate(events: "DataFrame", existing_ids: "DataFrame | None", files_per
     from pyspark.sql import functions as F
 
     keys = ["event_date", "event_id"]
-    if files_per_date:
-        salt = F.pmod(F.xxhash64("event_id"), F.lit(files_per_date)) if files_per_date > 1 else F.lit(0)
+    salted = bool(files_per_date and files_per_date > 1)
+    if salted:
+        salt = F.pmod(F.xxhash64("event_id"), F.lit(files_per_date))
         events = events.withColumn("_salt", salt).repartition("event_date", "_salt")
         keys = ["event_date", "_salt", "event_id"]
+    elif files_per_date:
+        # no constant salt column: the optimizer folds it into the partitioning, which then no
+        # longer matches the window's keys, and Spark shuffles again (four files per date)
+        events = events.repartition("event_date")
     first = Window.partitionBy(*keys).orderBy(*KAFKA_COLUMNS)
     out = events.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
     if existing_ids is not None:
         ids = existing_ids.select("event_date", "event_id")
-        if files_per_date:
+        if salted:
             ids = ids.withColumn("_salt", salt)
         out = out.join(ids, keys, "left_anti")
     return out.select(*[c for c in events.columns if c != "_salt"])

@@ -109,6 +109,14 @@ def test_dedup_keeps_the_first_record_and_drops_ids_already_in_silver(spark, set
         assert out == sorted((e["event_id"], i) for i, e in enumerate(events[:5]))
         assert deduplicate(batch, None, files_per_date).count() == 6
         assert deduplicate(batch, None, files_per_date).columns == batch.columns
+    # one file per event date: every date's rows in one task after the dedup and the anti-join
+    from pyspark.sql import functions as F
+
+    rows = deduplicate(batch, existing, 1).select("event_date", F.spark_partition_id().alias("task")).collect()
+    tasks: dict = {}
+    for r in rows:
+        tasks.setdefault(r.event_date, set()).add(r.task)
+    assert tasks and all(len(t) == 1 for t in tasks.values())
 
 
 def test_events_behind_the_watermark_are_flagged_late_not_dropped(spark, settings) -> None:
