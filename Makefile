@@ -16,7 +16,7 @@ COMMON  := --profile $(PROFILE) $(if $(PORT),--port $(PORT))
 export PROFILE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest validate train \
+.PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest stream validate train \
         report all mlflow-ui test clean cluster-up cluster-down cluster-status
 
 help: ## list the targets
@@ -58,8 +58,11 @@ topics: env ## create the topics producer-a and producer-b (idempotent)
 produce: env ## run the two producers in parallel (EVENTS valid events + faults, or DURATION s; RATE records/s; START)
 	@$(PY) scripts/produce.py $(COMMON) $(if $(EVENTS),--events $(EVENTS)) $(if $(SEED),--seed $(SEED)) $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) $(if $(START),--start $(START))
 
-ingest: env ## Structured Streaming, both topics -> data/silver (availableNow, checkpointed)
+ingest: env ## Structured Streaming, both topics -> bronze, silver, quarantine, gold (availableNow, checkpointed)
 	@$(PY) scripts/ingest.py $(COMMON)
+
+stream: env ## the same job with a processing-time trigger, until Ctrl-C/SIGTERM or DURATION seconds
+	@$(PY) scripts/ingest.py $(COMMON) --stream $(if $(DURATION),--duration $(DURATION))
 
 validate: env ## Great Expectations suites on the lake -> reports/data_docs, reports/data_quality.csv; non-zero exit on failure
 	@$(PY) scripts/validate.py $(COMMON)

@@ -1,97 +1,455 @@
-"""Ingest: Kafka (both topics) -> typed Parquet in ``paths.silver``, bad records in ``paths.quarantine``.
+"""Ingest: Kafka (both topics) -> bronze, silver, quarantine and gold in the Parquet lake.
 
-One Structured Streaming read of the topics feeds a ``foreachBatch`` writer that splits each
-micro-batch into parsed events (silver) and records that cannot be parsed (quarantine, with a
-reason code). Exactly once: each batch writes into a folder named by its batch id, which is
-replaced (not appended to) when Spark replays that batch after a crash, and a batch folder
-becomes visible to readers only through its ``_SUCCESS`` marker, written last. Offsets are
-committed to the checkpoint only after the batch's writes succeeded.
+One Structured Streaming query reads the topics (``startingOffsets=earliest`` for a new
+checkpoint, ``failOnDataLoss=true``) and hands each micro-batch to :func:`process_batch`
+(``foreachBatch``), which writes, in this order:
 
-The transforms (:func:`parse_records`, :func:`split_valid`) are pure and unit-tested on
-inline DataFrames; the reading and writing live in :func:`run_ingest`.
+1. ``bronze``: every Kafka record as received (key, value, topic, partition, offset, Kafka
+   timestamp, ingest time), partitioned by ``ingest_date``. Written once per batch and never
+   rewritten: a replayed batch whose bronze files are complete keeps them.
+2. ``quarantine``: records read back from that batch's bronze files that fail parsing or a
+   declared rule, with the raw value, a reason code (:data:`REASONS`), a human message, topic,
+   partition, offset and ingest time, partitioned by ``ingest_date``.
+3. ``silver``: the valid events, typed, partitioned by ``event_date``, deduplicated on
+   ``event_id`` within the batch (the record with the lowest topic, partition, offset wins) and
+   against the ids already in silver (an anti-join with the ``event_date`` partitions the batch
+   touches: a duplicate is the same event re-sent, so it has the same event time and lands in
+   the same partition). ``is_late`` flags events behind the watermark.
+4. A ledger entry ``<paths.runs>/ingest_batches/<N>.json`` with the batch's counts.
+
+**Exactly once.** Spark records a batch's offsets before running it and commits it to the
+checkpoint only after ``foreachBatch`` returns; after a crash it replays the uncommitted batch
+with the same offsets. Every write of batch N is idempotent by batch id
+(:func:`website_activity.lake.write_batch`): files are named ``batch-N-...`` and a replay first
+removes what an interrupted attempt left, then writes again; so the lake holds each batch once,
+whatever the point of the crash. Silver's dedup of batch N reads only batches < N (its own
+files are removed first), so a replay computes the same rows. A batch whose ledger entry exists
+was complete: its replay writes nothing. Hence ``records_read = silver + quarantined +
+duplicates_removed`` over the ledger, with no ``event_id`` twice in silver.
+
+**Watermark and gold.** The watermark of batch N, per topic, is the latest event time of that
+topic in batches < N (kept in the ledger) minus ``ingest.watermark_delay_s``, as Structured
+Streaming defines it (per topic: each producer's clock is its own). Silver events older than it
+get ``is_late = true``: they stay in silver, are left out of gold, and are counted
+(``gold_dropped_by_watermark``). Gold (per-minute windows of events, users and sessions per device
+and action) is rebuilt from silver at the end of every run (:func:`build_gold`), so it is right
+after any run, crash and restart.
+
+The transforms (:func:`parse_records`, :func:`split_valid`, :func:`deduplicate`,
+:func:`gold_frame`) are pure and unit-tested on inline DataFrames; the reading and writing live in
+:func:`process_batch` and :func:`run_ingest`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
 from website_activity.schema import field_names, required_fields, spark_schema
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
 KAFKA_COLUMNS = ("topic", "partition", "offset")
+REASONS = {
+    "too_large": "the value is larger than ingest.max_record_bytes (not parsed)",
+    "null_value": "the record has no value (a tombstone)",
+    "not_json": "the value is not a JSON object (not JSON, cut short, or another JSON type)",
+    "missing_field:<f>": "a required field is absent or null",
+    "bad_type:<f>": "a field does not parse as its declared type",
+    "bad_enum:<f>": "a field's value is not in schema.enums",
+    "out_of_viewport": "a click outside its device's viewport (validation.viewports)",
+    "unexpected_coordinates": "an event that is not a click carries coordinates other than -1",
+    "future_time": "the event time is after the ingest time plus validation.clock_skew_s",
+}
+"""Quarantine reason codes, checked in this order (a record gets the first that applies)."""
+NO_COORDINATE = -1
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}"
 
 
+# -- pure transforms ------------------------------------------------------------------------
 def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
-    """Parse Kafka records into the declared schema.
+    """Parse Kafka records into the declared schema and apply the quarantine rules.
 
     Args:
         raw: Kafka rows with at least ``value`` (binary or string), ``topic``, ``partition``,
-            ``offset``.
-        settings: Gives ``schema.fields``.
+            ``offset``; ``ingest_time`` and ``key`` when present (else now and null).
+        settings: Gives ``schema``, ``validation`` and ``ingest.max_record_bytes``.
 
     Returns:
         One row per record: the typed fields, ``topic``, ``partition``, ``offset``,
-        ``ingest_time``, the raw ``value`` as a string, and ``quarantine_reason`` (null when the
-        record is a valid event; else ``not_json``, ``missing_field:<name>`` or ``bad_type:<name>``).
+        ``ingest_time``, ``key``, the raw ``value`` as a string (null for valid events: silver
+        does not need it) and ``quarantine_reason`` (null for a valid event, else a code of
+        :data:`REASONS`; :func:`split_valid` adds the message).
     """
     from pyspark.sql import functions as F
 
     fields = settings.schema_fields
-    schema = spark_schema(fields)
+    names = field_names(fields)
+    types = {f["name"]: f["type"] for f in fields}
+    limit = settings["ingest"]["max_record_bytes"]
     value = F.col("value").cast("string")
-    parsed = F.from_json(value, schema, {"mode": "PERMISSIVE"})
-    # The same JSON read as strings tells "absent" apart from "present but of the wrong type".
-    as_strings = F.from_json(value, "map<string,string>", {"mode": "PERMISSIVE"})
+    size = F.octet_length(F.col("value"))
+    small = F.when(size <= limit, value)  # a value too large is not parsed at all
+    ingest_time = F.col("ingest_time") if "ingest_time" in raw.columns else F.current_timestamp()
+    key = F.col("key").cast("string") if "key" in raw.columns else F.lit(None).cast("string")
     df = raw.select(
-        value.alias("value"), *[F.col(c) for c in KAFKA_COLUMNS],
-        parsed.alias("e"), as_strings.alias("m"), F.current_timestamp().alias("ingest_time"),
+        value.alias("value"), size.alias("size"), *[F.col(c) for c in KAFKA_COLUMNS],
+        F.from_json(small, spark_schema(fields), {"mode": "PERMISSIVE"}).alias("e"),
+        # The same JSON read as strings tells "absent" apart from "present but of the wrong type".
+        F.from_json(small, "map<string,string>", {"mode": "PERMISSIVE"}).alias("m"),
+        ingest_time.alias("ingest_time"), key.alias("key"),
     )
-    checks = [F.when(F.col("m").isNull(), F.lit("not_json"))]
-    for name in required_fields(fields):
-        checks.append(F.when(F.col("m").getItem(name).isNull(), F.lit(f"missing_field:{name}")))
-    for name in field_names(fields):
-        checks.append(F.when(F.col("m").getItem(name).isNotNull() & F.col(f"e.{name}").isNull(),
-                             F.lit(f"bad_type:{name}")))
-    return df.select(
-        *[F.col(f"e.{n}").alias(n) for n in field_names(fields)],
-        *KAFKA_COLUMNS, "ingest_time", "value",
-        F.coalesce(*checks).alias("quarantine_reason"),
-    )
+    # Each field once as a column: the rules below read them many times. Only codes here: the
+    # messages are built for quarantined rows alone (split_valid), so the per-row code stays small
+    # (a big generated expression takes Spark's code generator minutes to compile).
+    df = df.select("value", "size", *KAFKA_COLUMNS, "ingest_time", "key", F.col("m").isNull().alias("_no_json"),
+                   *[F.col(f"e.{n}").alias(n) for n in names],
+                   *[F.col("m")[n].alias(f"_m_{n}") for n in names])
+    e = F.col
+    m = lambda n: F.col(f"_m_{n}")  # noqa: E731
+    rules: list[tuple["Column", str]] = [
+        (F.col("size") > limit, "too_large"),
+        (F.col("value").isNull(), "null_value"),
+        (F.col("_no_json"), "not_json"),
+    ]
+    rules += [(m(n).isNull(), f"missing_field:{n}") for n in required_fields(fields)]
+    for name in names:
+        wrong = m(name).isNotNull() & e(name).isNull()
+        if types[name] == "timestamp":  # Spark reads a number as seconds since 1970: refuse it
+            wrong = wrong | ~m(name).rlike(ISO_DATE)
+        rules.append((wrong, f"bad_type:{name}"))
+    rules += [(~e(n).isin(*allowed), f"bad_enum:{n}") for n, allowed in settings["schema"]["enums"].items()]
+    coords = ("click_coordinates_x", "click_coordinates_y")
+    if {"action_type", "device_type", *coords} <= set(names):
+        x, y = e(coords[0]), e(coords[1])
+        outside = F.lit(False)
+        for device, (width, height) in settings["validation"]["viewports"].items():
+            outside = outside | ((e("device_type") == device) & ((x < 0) | (x >= width) | (y < 0) | (y >= height)))
+        is_click = e("action_type") == "click"
+        rules.append((is_click & outside, "out_of_viewport"))
+        rules.append((~is_click & ((x != NO_COORDINATE) | (y != NO_COORDINATE)), "unexpected_coordinates"))
+    if "timestamp" in names:
+        skew = settings["validation"]["clock_skew_s"]
+        rules.append((e("timestamp") > F.col("ingest_time") + F.expr(f"INTERVAL {skew} SECONDS"), "future_time"))
+    reason = F.coalesce(*[F.when(cond, F.lit(code)) for cond, code in rules])
+    return df.withColumn("quarantine_reason", reason).select(
+        *names, *KAFKA_COLUMNS, "ingest_time", "key",
+        F.when(F.col("quarantine_reason").isNotNull(), F.col("value")).alias("value"), "quarantine_reason")
 
 
-def split_valid(parsed: "DataFrame", settings: Settings) -> tuple["DataFrame", "DataFrame"]:
-    """Split parsed records into (silver rows, quarantine rows)."""
+def quarantine_message(settings: Settings) -> "Column":
+    """A sentence for a person, from a quarantined row's reason, raw value and parsed fields."""
+    from pyspark.sql import functions as F
+
+    names = field_names(settings.schema_fields)
+    types = {f["name"]: f["type"] for f in settings.schema_fields}
+    enums = settings["schema"]["enums"]
+    limit = settings["ingest"]["max_record_bytes"]
+    skew = settings["validation"]["clock_skew_s"]
+    reason = F.col("quarantine_reason")
+    kind, fld = F.substring_index(reason, ":", 1), F.substring_index(reason, ":", -1)
+    raw_field = F.substring(F.coalesce(F.call_function("get_json_object", F.col("value"), F.concat(F.lit("$."), fld)),
+                                       F.lit("")), 1, 80)
+    literal_map = lambda d: F.create_map(*[F.lit(v) for k, w in d.items() for v in (k, w)])  # noqa: E731
+    typed = lambda t: ("an " if t[0] in "aeiou" else "a ") + t  # noqa: E731
+    iso = "yyyy-MM-dd'T'HH:mm:ss'Z'"
+    msg = (F.when(kind == "too_large", F.format_string(
+                f"value of %d bytes, more than ingest.max_record_bytes ({limit})", F.octet_length("value")))
+           .when(kind == "null_value", F.lit("the record has no value (tombstone)"))
+           .when(kind == "not_json", F.lit("the value is not a JSON object"))
+           .when(kind == "missing_field", F.format_string("required field '%s' is missing or null", fld))
+           .when(kind == "bad_type", F.format_string("field '%s' is not %s: %s", fld,
+                                                     literal_map({n: typed(t) for n, t in types.items()})[fld],
+                                                     raw_field))
+           .when(kind == "bad_enum", F.format_string("%s %s is not one of %s", fld, raw_field,
+                                                     literal_map({n: ", ".join(v) for n, v in enums.items()})[fld])))
+    if {"action_type", "device_type", "click_coordinates_x", "click_coordinates_y"} <= set(names):
+        sizes = literal_map({d: f"{w}x{h}" for d, (w, h) in settings["validation"]["viewports"].items()})
+        x, y = F.col("click_coordinates_x"), F.col("click_coordinates_y")
+        msg = (msg.when(kind == "out_of_viewport", F.format_string(
+                   "click at (%d, %d) outside the %s viewport %s", x, y, "device_type", sizes[F.col("device_type")]))
+               .when(kind == "unexpected_coordinates", F.format_string(
+                   f"a %s event carries coordinates (%d, %d); only clicks may (others {NO_COORDINATE}, "
+                   f"{NO_COORDINATE})", "action_type", x, y)))
+    if "timestamp" in names:
+        msg = msg.when(kind == "future_time", F.format_string(
+            f"event time %s is more than {skew} s after the ingest time %s",
+            F.date_format("timestamp", iso), F.date_format("ingest_time", iso)))
+    return msg.otherwise(reason)
+
+
+def _ts(value: datetime | str) -> "Column":
+    """A timestamp literal read in the session's time zone (UTC): a Python datetime would go
+    through the local time zone of this process."""
+    from pyspark.sql import functions as F
+
+    text = value.isoformat(sep=" ") if isinstance(value, datetime) else value.replace("T", " ")
+    return F.lit(text).cast("timestamp")
+
+
+def split_valid(parsed: "DataFrame", settings: Settings,
+                watermark: datetime | dict[str, str] | None = None) -> tuple["DataFrame", "DataFrame"]:
+    """Split parsed records into (silver rows, quarantine rows).
+
+    Args:
+        parsed: The output of :func:`parse_records`.
+        settings: Gives ``schema.fields``.
+        watermark: Events older than this get ``is_late = true``: one time, or one per topic
+            (``{topic: ISO time}``, UTC); None: none is late.
+
+    Returns:
+        Silver rows (the typed fields, topic, partition, offset, ingest_time, event_date,
+        is_late) and quarantine rows (value, key, reason, message, topic, partition, offset,
+        ingest_time, ingest_date).
+    """
     from pyspark.sql import functions as F
 
     names = field_names(settings.schema_fields)
     good = parsed.where(F.col("quarantine_reason").isNull())
+    if watermark is None:
+        watermark = {}
+    if isinstance(watermark, dict):
+        late = F.lit(False)
+        for topic, mark in sorted(watermark.items()):
+            late = F.when(F.col("topic") == topic, F.col("timestamp") < _ts(mark)).otherwise(late)
+    else:
+        late = F.col("timestamp") < _ts(watermark)
+    late = F.coalesce(late, F.lit(False))
     silver = good.select(*names, *KAFKA_COLUMNS, "ingest_time",
-                         F.to_date("timestamp").alias("event_date"))
+                         F.to_date("timestamp").alias("event_date"), late.alias("is_late"))
     quarantine = parsed.where(F.col("quarantine_reason").isNotNull()).select(
-        "value", F.col("quarantine_reason").alias("reason"), *KAFKA_COLUMNS, "ingest_time")
+        "value", "key", F.col("quarantine_reason").alias("reason"), quarantine_message(settings).alias("message"),
+        *KAFKA_COLUMNS, "ingest_time", F.to_date("ingest_time").alias("ingest_date"))
     return silver, quarantine
 
 
+def deduplicate(events: "DataFrame", existing_ids: "DataFrame | None", files_per_date: int | None = None) -> "DataFrame":
+    """Silver rows without duplicate ``event_id``s: the first record of each id (lowest topic,
+    partition, offset) unless the id is among ``existing_ids`` (columns ``event_date``,
+    ``event_id``: a duplicate is the same event, so it has the same event date).
+
+    With ``files_per_date``, the rows come out hash-partitioned by ``event_date`` (and a salt
+    of ``event_id`` for more than one file per date): one shuffle serves the dedup, the
+    anti-join and the file layout of the write.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    keys = ["event_date", "event_id"]
+    salted = bool(files_per_date and files_per_date > 1)
+    if salted:
+        salt = F.pmod(F.xxhash64("event_id"), F.lit(files_per_date))
+        events = events.withColumn("_salt", salt).repartition("event_date", "_salt")
+        keys = ["event_date", "_salt", "event_id"]
+    elif files_per_date:
+        # no constant salt column: the optimizer folds it into the partitioning, which then no
+        # longer matches the window's keys, and Spark shuffles again (four files per date)
+        events = events.repartition("event_date")
+    first = Window.partitionBy(*keys).orderBy(*KAFKA_COLUMNS)
+    out = events.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
+    if existing_ids is not None:
+        ids = existing_ids.select("event_date", "event_id")
+        if salted:
+            ids = ids.withColumn("_salt", salt)
+        out = out.join(ids, keys, "left_anti")
+    return out.select(*[c for c in events.columns if c != "_salt"])
+
+
+def bronze_frame(kafka: "DataFrame", ingest_time: datetime) -> "DataFrame":
+    """Kafka source rows as bronze stores them: as received, plus the batch's ingest time."""
+    from pyspark.sql import functions as F
+
+    return kafka.select(
+        "key", "value", *KAFKA_COLUMNS, F.col("timestamp").alias("kafka_timestamp"),
+        # strings, read in the session's time zone (UTC): Python datetimes would go through local time
+        F.lit(ingest_time.isoformat(sep=" ")).cast("timestamp").alias("ingest_time"),
+        F.lit(ingest_time.date().isoformat()).cast("date").alias("ingest_date"),
+    )
+
+
+def gold_frame(silver: "DataFrame", window_s: int = 60) -> "DataFrame":
+    """Per-window events, distinct users and sessions per device and action, from silver rows
+    that are not late (behind the watermark)."""
+    from pyspark.sql import functions as F
+
+    w = F.window("timestamp", f"{window_s} seconds")
+    return (silver.where(~F.col("is_late"))
+            .groupBy(w.alias("w"), "device_type", "action_type")
+            .agg(F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users"),
+                 F.countDistinct("session_id").alias("sessions"))
+            .select(F.col("w.start").alias("window_start"), F.col("w.end").alias("window_end"),
+                    "device_type", "action_type", "events", "users", "sessions",
+                    F.to_date(F.col("w.start")).alias("event_date")))
+
+
+# -- the ledger: one JSON file per completed batch ------------------------------------------
+def ledger_dir(settings: Settings) -> Path:
+    return settings.path("runs") / "ingest_batches"
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def ledger_entries(settings: Settings) -> list[dict[str, Any]]:
+    """The ledger's entries, by batch id."""
+    folder = ledger_dir(settings)
+    if not folder.is_dir():
+        return []
+    entries = [json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("[0-9]*.json")]
+    return sorted(entries, key=lambda e: e["batch_id"])
+
+
+def ledger_entry(settings: Settings, batch_id: int) -> dict[str, Any] | None:
+    try:
+        return json.loads((ledger_dir(settings) / f"{batch_id:010d}.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+COUNTS = ("records_read", "silver", "quarantined", "duplicates_removed")
+
+
+def ledger_totals(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sums of the ledger's counts, and the quarantine by reason."""
+    totals: dict[str, Any] = {k: sum(e[k] for e in entries) for k in COUNTS}
+    reasons: dict[str, int] = {}
+    for e in entries:
+        for reason, n in e["quarantine_by_reason"].items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    totals["quarantine_by_reason"] = dict(sorted(reasons.items()))
+    return totals
+
+
+# -- one micro-batch ------------------------------------------------------------------------
+@dataclass
+class BatchStats:
+    batch_id: int
+    records_read: int
+    silver: int
+    quarantined: int
+    duplicates_removed: int
+    quarantine_by_reason: dict[str, int]
+    max_event_time: dict[str, str]
+    watermark: dict[str, str]
+    ingest_time: str
+    seconds: float
+    replayed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "replayed"}
+
+
+def _watermark(settings: Settings, previous: dict[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(watermark per topic, latest event time per topic so far), from the ledger entry of the
+    batch before. Per topic: each producer's clock is its own, so a slower producer's events
+    are not late just because another producer is ahead."""
+    latest = dict((previous or {}).get("max_event_time") or {})
+    delay = timedelta(seconds=settings["ingest"]["watermark_delay_s"])
+    marks = {t: (datetime.fromisoformat(v) - delay).isoformat(timespec="microseconds") for t, v in latest.items()}
+    return marks, latest
+
+
+def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
+                  previous: dict[str, Any] | None) -> BatchStats:
+    """Write one micro-batch into bronze, quarantine and silver, then its ledger entry.
+
+    Args:
+        kafka: The micro-batch as the Kafka source gives it.
+        batch_id: Its id.
+        settings: Paths and rules.
+        previous: The ledger entry of the batch before (None for the first batch).
+
+    Returns:
+        The batch's counts; a replay of a batch whose ledger entry exists writes nothing and
+        returns that entry.
+    """
+    from pyspark.sql import functions as F
+
+    from website_activity.lake import discard_batch, read_batch, read_partitions, write_batch
+
+    done = ledger_entry(settings, batch_id)
+    if done is not None:
+        return BatchStats(**done, replayed=True)
+    start = time.monotonic()
+    spark = kafka.sparkSession
+    silver, quarantine_table = settings.path("silver"), settings.path("quarantine")
+    for table in (silver, quarantine_table):
+        # before silver's ids are read for the dedup: an interrupted attempt's rows are not "seen"
+        discard_batch(table, batch_id)
+    ingest_time = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
+    bronze = settings.path("bronze")
+    read = write_batch(bronze_frame(kafka, ingest_time), bronze, batch_id, "ingest_date", keep_existing=True)
+    watermark, latest = _watermark(settings, previous)
+    stats = BatchStats(batch_id, read, 0, 0, 0, {}, latest, watermark, ingest_time.isoformat(), 0.0)
+    if read:
+        raw = read_batch(spark, bronze, batch_id)  # what bronze holds: a replay parses the same rows
+        parsed = parse_records(raw, settings).persist()
+        try:
+            iso = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"  # UTC (the session's time zone), as text
+            counts = (parsed.groupBy("quarantine_reason", "topic", F.to_date("timestamp").alias("d"))
+                      .agg(F.count(F.lit(1)).alias("n"), F.date_format(F.max("timestamp"), iso).alias("t"),
+                           F.date_format(F.min("ingest_time"), iso).alias("i"))
+                      .collect())
+            stats.ingest_time = min(r.i for r in counts)
+            valid = [r for r in counts if r.quarantine_reason is None]
+            for r in counts:
+                if r.quarantine_reason:
+                    stats.quarantine_by_reason[r.quarantine_reason] = \
+                        stats.quarantine_by_reason.get(r.quarantine_reason, 0) + r.n
+            for r in valid:
+                if r.t is not None and r.t > latest.get(r.topic, ""):
+                    latest[r.topic] = r.t
+            stats.max_event_time = dict(sorted(latest.items()))
+            silver_rows, quarantine = split_valid(parsed, settings, watermark)
+            stats.quarantined = write_batch(quarantine, quarantine_table, batch_id, "ingest_date") \
+                if stats.quarantine_by_reason else 0
+            dates = [str(r.d) for r in valid]
+            existing = read_partitions(spark, silver, "event_date", dates, ["event_date", "event_id"])
+            per_date = settings["ingest"]["silver_files_per_date"]
+            stats.silver = write_batch(deduplicate(silver_rows, existing, per_date), silver, batch_id,
+                                       "event_date") \
+                if valid else 0
+            stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
+        finally:
+            parsed.unpersist()
+    stats.seconds = round(time.monotonic() - start, 3)
+    _write_json(ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
+    return stats
+
+
+# -- the query -------------------------------------------------------------------------------
 @dataclass
 class IngestResult:
+    """What one run of :func:`run_ingest` did (``summary`` is what ``ingest.json`` holds)."""
+
     batches: int
     input_rows: int
     silver_rows: int
     quarantined_rows: int
     seconds: float
+    duplicates_removed: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def read_kafka_stream(spark: "SparkSession", settings: Settings) -> "DataFrame":
     s = settings["spark"]
+    timeout_ms = str(settings["kafka"]["request_timeout_s"] * 1000)
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.bootstrap_servers)
@@ -99,62 +457,174 @@ def read_kafka_stream(spark: "SparkSession", settings: Settings) -> "DataFrame":
         .option("startingOffsets", "earliest")
         .option("failOnDataLoss", "true")
         .option("maxOffsetsPerTrigger", str(s["max_offsets_per_trigger"]))
-        .option("kafka.request.timeout.ms", str(settings["kafka"]["request_timeout_s"] * 1000))
-        .option("kafka.default.api.timeout.ms", str(settings["kafka"]["request_timeout_s"] * 1000))
+        .option("kafka.request.timeout.ms", timeout_ms)
+        .option("kafka.default.api.timeout.ms", timeout_ms)
         .load()
     )
 
 
-def run_ingest(spark: "SparkSession", settings: Settings) -> IngestResult:
-    """Consume everything available in the topics (``availableNow``) into silver and quarantine.
+def summary_path(settings: Settings) -> Path:
+    return settings.path("runs") / "ingest.json"
+
+
+def _check_checkpoint(settings: Settings, checkpoint: Path) -> None:
+    if ledger_entries(settings) and not (checkpoint / "offsets").is_dir():
+        raise PipelineError(f"the lake holds ingested batches but the checkpoint {checkpoint} is gone: "
+                            "reading the topics again would reuse batch ids; run make reset for a fresh lake")
+
+
+def run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool = False,
+               duration_s: float | None = None, stop: threading.Event | None = None) -> IngestResult:
+    """Consume the topics into the lake, then rebuild gold and write the run's summary.
+
+    Args:
+        spark: The session.
+        settings: The merged configuration.
+        stream: False: ``availableNow`` (what the topics hold, then stop). True: a
+            processing-time trigger (``ingest.trigger_interval_s``) until ``stop`` is set or
+            ``duration_s`` has passed; the query stops between two batches.
+        duration_s: Stream for at most this long (None: until ``stop``).
+        stop: Set it (e.g. from a signal handler) to stop streaming.
 
     Raises:
-        PipelineError: The broker cannot be reached, or the streaming query fails.
+        PipelineError: The broker cannot be reached, the streaming query fails, or the lake does
+            not reconcile.
     """
-    from website_activity.lake import write_batch
-
-    silver_path = settings.path("silver")
-    quarantine_path = settings.path("quarantine")
     checkpoint = settings.path("checkpoints") / "ingest"
-    totals = {"batches": 0, "input": 0, "silver": 0, "quarantine": 0}
+    _check_checkpoint(settings, checkpoint)
+    entries = ledger_entries(settings)
+    state: dict[str, Any] = {"previous": entries[-1] if entries else None, "batches": []}
 
-    def process(batch: "DataFrame", batch_id: int) -> None:
-        parsed = parse_records(batch, settings).persist()
-        try:
-            silver, quarantine = split_valid(parsed, settings)
-            n_silver = write_batch(silver, silver_path, batch_id, partition_by="event_date")
-            n_quar = write_batch(quarantine, quarantine_path, batch_id)
-        finally:
-            parsed.unpersist()
-        totals["batches"] += 1
-        totals["input"] += n_silver + n_quar
-        totals["silver"] += n_silver
-        totals["quarantine"] += n_quar
-        log.info("batch %d: %d events to silver, %d quarantined", batch_id, n_silver, n_quar)
+    def on_batch(kafka: "DataFrame", batch_id: int) -> None:
+        previous = state["previous"]
+        if previous is not None and previous["batch_id"] >= batch_id:
+            previous = next((e for e in reversed(ledger_entries(settings)) if e["batch_id"] < batch_id), None)
+        stats = process_batch(kafka, batch_id, settings, previous)
+        state["previous"] = ledger_entry(settings, batch_id)
+        state["batches"].append(stats)
+        rate = stats.records_read / stats.seconds if stats.seconds else 0.0
+        log.info("batch %d%s: %d records in %.1fs (%.0f rows/s): %d to silver, %d quarantined, "
+                 "%d duplicates removed", batch_id, " (replayed, already complete)" if stats.replayed else "",
+                 stats.records_read, stats.seconds, rate, stats.silver, stats.quarantined,
+                 stats.duplicates_removed)
 
     start = time.monotonic()
-    for attempt in (1, 2):
-        query = (
-            read_kafka_stream(spark, settings).writeStream.foreachBatch(process)
-            .option("checkpointLocation", str(checkpoint))
-            .trigger(availableNow=True)
-            .queryName("ingest")
-            .start()
-        )
+    stop = stop or threading.Event()
+    restarts = 0
+    while True:
+        writer = (read_kafka_stream(spark, settings).writeStream.foreachBatch(on_batch)
+                  .option("checkpointLocation", str(checkpoint)).queryName("ingest"))
+        if stream:
+            writer = writer.trigger(processingTime=f"{settings['ingest']['trigger_interval_s']} seconds")
+        else:
+            writer = writer.trigger(availableNow=True)
         try:
-            query.awaitTermination()
+            query = writer.start()
+            if stream:
+                _stream_until(query, stop, None if duration_s is None else start + duration_s)
+            else:
+                query.awaitTermination()
             break
         except Exception as exc:  # py4j/pyspark wrap the JVM error: keep its first line only
-            if attempt == 1 and _is_replay_metrics_bug(exc):
+            if restarts < 3 and _is_replay_metrics_bug(exc):
                 # Spark 4.1's Kafka source fails while reporting progress of a batch replayed from
                 # the checkpoint (one that ran but was not committed before a crash). The batch
                 # itself was written and committed by then: starting the query again goes on.
+                restarts += 1
                 log.warning("Spark's Kafka source failed reporting a replayed batch; restarting the query")
                 continue
             raise PipelineError(f"streaming ingest failed: {first_line(exc)}") from exc
-    return IngestResult(totals["batches"], totals["input"], totals["silver"], totals["quarantine"],
-                        time.monotonic() - start)
+    seconds = time.monotonic() - start
+    batches: list[BatchStats] = state["batches"]
+    summary = finish_run(spark, settings, batches, seconds)
+    return IngestResult(len(batches), sum(b.records_read for b in batches), sum(b.silver for b in batches),
+                        sum(b.quarantined for b in batches), seconds,
+                        sum(b.duplicates_removed for b in batches), summary)
+
+
+def _stream_until(query: Any, stop: threading.Event, deadline: float | None) -> None:
+    """Wait until ``stop`` is set or the deadline passes, then stop the query between batches."""
+    while not query.awaitTermination(0.5):
+        if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            # Stop between two batches, so the last one is committed; if a trigger starts just
+            # then, its batch is replayed by the next run (idempotent), never lost.
+            waited = time.monotonic()
+            while query.status["isTriggerActive"] and time.monotonic() - waited < 600:
+                if query.awaitTermination(0.2):
+                    return
+            query.stop()
+            query.awaitTermination()
+            return
 
 
 def _is_replay_metrics_bug(exc: BaseException) -> bool:
     return 'because the return value of "scala.Option.get()" is null' in str(exc)
+
+
+# -- end of run: gold, reconciliation, summary ------------------------------------------------
+def build_gold(spark: "SparkSession", settings: Settings) -> dict[str, int]:
+    """Rebuild gold from the whole of silver; count the late events the watermark left out."""
+    from pyspark.sql import functions as F
+
+    from website_activity.lake import has_parquet, replace_table
+
+    silver = settings.path("silver")
+    if not has_parquet(silver):
+        return {"gold_rows": 0, "late": 0}
+    df = spark.read.parquet(str(silver))
+    late = df.where(F.col("is_late")).count()
+    rows = replace_table(gold_frame(df, settings["ingest"]["gold_window_s"]).repartition("event_date"),
+                         settings.path("gold"), "event_date")
+    return {"gold_rows": rows, "late": late}
+
+
+def finish_run(spark: "SparkSession", settings: Settings, batches: list[BatchStats],
+               seconds: float) -> dict[str, Any]:
+    """Rebuild gold, reconcile the ledger with the tables and write ``ingest.json``.
+
+    Raises:
+        PipelineError: The equation or the tables' row counts do not match the ledger.
+    """
+    from website_activity.lake import table_stats
+
+    gold = build_gold(spark, settings)
+    entries = ledger_entries(settings)
+    totals = ledger_totals(entries)
+    tables = {key: table_stats(settings.path(key)) for key in ("bronze", "silver", "quarantine", "gold")}
+    run_read = sum(b.records_read for b in batches)
+    summary: dict[str, Any] = {
+        **totals,
+        "late": gold["late"],
+        "gold_dropped_by_watermark": gold["late"],
+        "gold_rows": gold["gold_rows"],
+        "silver_files": tables["silver"]["files"],
+        "silver_avg_file_bytes": tables["silver"]["avg_file_bytes"],
+        "seconds": round(seconds, 3),
+        "batches": len(batches),
+        "rate": round(run_read / seconds, 1) if seconds else 0.0,
+        "run": {k: sum(getattr(b, k) for b in batches) for k in COUNTS},
+        "ledger_batches": len(entries),
+        "tables": tables,
+        "watermark_delay_s": settings["ingest"]["watermark_delay_s"],
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    problems = reconcile(summary)
+    summary["reconciled"] = not problems
+    _write_json(summary_path(settings), summary)
+    if problems:
+        raise PipelineError(f"the lake does not reconcile: {'; '.join(problems)} (see {summary_path(settings)})")
+    return summary
+
+
+def reconcile(summary: dict[str, Any]) -> list[str]:
+    """What does not add up between the ledger's counts and the tables' rows (empty: all does)."""
+    problems = []
+    read, silver, quarantined, dups = (summary[k] for k in COUNTS)
+    if read != silver + quarantined + dups:
+        problems.append(f"records_read {read} != silver {silver} + quarantined {quarantined} "
+                        f"+ duplicates_removed {dups}")
+    tables = summary["tables"]
+    for key, table in (("records_read", "bronze"), ("silver", "silver"), ("quarantined", "quarantine")):
+        if tables[table]["rows"] != summary[key]:
+            problems.append(f"{table} holds {tables[table]['rows']} rows, the ledger says {key} {summary[key]}")
+    return problems

@@ -16,8 +16,11 @@ Two suites, generated from the configuration (never written by hand):
   "now" of each run is a suite parameter, so the saved suite does not change from run to run);
 * each device's share of events within bounds (``mostly=``: distribution sanity).
 
-``reconciliation``, on one row of counts: the share of quarantined records is at most
-``validation.max_quarantine_rate``.
+``reconciliation``, on one row of counts: the records ingest read (``data/_runs/ingest.json``)
+equal the silver rows plus the quarantined rows (both counted in the lake now) plus the
+duplicates ingest removed; the share of quarantined records is at most
+``validation.max_quarantine_rate``. A lake that ingest did not write (no ``ingest.json``) has
+no records-read count: the equation's column is null and GX skips it (logged as a warning).
 
 Validation always covers the whole lake, not only the partitions new since the last run:
 uniqueness of ``event_id`` is a property of the whole table (a replay lands in another
@@ -78,6 +81,7 @@ LAKE_COLUMN_TYPES = {
     "offset": "LongType",
     "ingest_time": "TimestampType",
     "event_date": "DateType",
+    "is_late": "BooleanType",
 }
 ID_FIELDS = ("event_id", "user_id", "session_id")
 UNIQUE_FIELDS = ("event_id",)
@@ -268,12 +272,16 @@ def build_suite(settings: Settings) -> "ExpectationSuite":
 
 
 def build_reconciliation_suite(settings: Settings) -> "ExpectationSuite":
-    """Generate the ``reconciliation`` suite: the run's quarantine rate within its bound."""
+    """Generate the ``reconciliation`` suite: records read = silver + quarantined + duplicates
+    removed, and the quarantine rate within its bound."""
     import great_expectations.expectations as gxe
 
     limit = settings["validation"]["max_quarantine_rate"]
     return _suite(RECONCILIATION_SUITE, [
         gxe.ExpectTableRowCountToEqual(value=1),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="unaccounted", min_value=0, max_value=0,
+            notes="records_read - silver - quarantined - duplicates_removed == 0"),
         gxe.ExpectColumnValuesToBeBetween(
             column="quarantine_rate", min_value=0.0, max_value=limit,
             notes=f"quarantined / (silver + quarantined) <= {limit:g}"),
@@ -290,11 +298,29 @@ def quarantine_rate(silver_rows: int, quarantined_rows: int) -> float:
     return quarantined_rows / total if total else 0.0
 
 
-def reconciliation_frame(spark: "SparkSession", silver_rows: int, quarantined_rows: int) -> "DataFrame":
-    """The one row the reconciliation suite checks."""
+def reconciliation_frame(spark: "SparkSession", silver_rows: int, quarantined_rows: int,
+                         records_read: int | None = None, duplicates_removed: int = 0) -> "DataFrame":
+    """The one row the reconciliation suite checks (``records_read`` None: not known, the
+    equation's ``unaccounted`` column is null)."""
+    unaccounted = None if records_read is None else records_read - silver_rows - quarantined_rows - duplicates_removed
     return spark.createDataFrame(
-        [(silver_rows, quarantined_rows, quarantine_rate(silver_rows, quarantined_rows))],
-        "silver_rows long, quarantined_rows long, quarantine_rate double")
+        [(records_read, silver_rows, quarantined_rows, duplicates_removed, unaccounted,
+          quarantine_rate(silver_rows, quarantined_rows))],
+        "records_read long, silver_rows long, quarantined_rows long, duplicates_removed long, "
+        "unaccounted long, quarantine_rate double")
+
+
+def ingest_counts(settings: Settings) -> dict[str, Any] | None:
+    """``records_read`` and ``duplicates_removed`` from ingest's summary (None: no summary)."""
+    path = settings.path("runs") / "ingest.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        return {"records_read": int(summary["records_read"]),
+                "duplicates_removed": int(summary["duplicates_removed"])}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PipelineError(f"cannot read {path} ({exc.__class__.__name__}): run make ingest again") from exc
 
 
 # -- running them ---------------------------------------------------------------------------
@@ -643,12 +669,18 @@ def run_validate(spark: "SparkSession", settings: Settings) -> ValidationReport:
     quarantined = read_quarantine_count(spark, settings)
     silver_rows = silver.count()  # from Parquet footers: cheap
     context = file_context(settings)
-    frames = {SUITE_NAME: silver, RECONCILIATION_SUITE: reconciliation_frame(spark, silver_rows, quarantined)}
+    counts = ingest_counts(settings)
+    if counts is None:
+        log.warning("no ingest summary (%s): records read = silver + quarantined + duplicates is not checked",
+                    settings.path("runs") / "ingest.json")
+    frames = {SUITE_NAME: silver,
+              RECONCILIATION_SUITE: reconciliation_frame(spark, silver_rows, quarantined, **(counts or {}))}
     report = validate_frames(frames, settings, context=context, docs=True)
     write_quality_csv(report, quality_csv_path(settings))
     out = latest_path(settings)
     write_report(report, out, fingerprint=fingerprint,
                  quarantine={"rows": quarantined, "rate": round(quarantine_rate(silver_rows, quarantined), 6)},
+                 ingest=counts,
                  data_docs=str(data_docs_index(settings)), summary_csv=str(quality_csv_path(settings)))
     if not report.success:
         raise ValidationFailed(f"{report.summary()} (details in {out})", report)

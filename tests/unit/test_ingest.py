@@ -1,12 +1,15 @@
-"""Parsing Kafka records: valid events to silver, everything else to quarantine with a reason."""
+"""Parsing Kafka records: valid events to silver, everything else to quarantine with a reason;
+dedup on event_id, the watermark's late flag, gold windows, idempotent batch writes."""
 
 import json
+from datetime import datetime, timedelta
 
+import pytest
 from pyspark.sql import Row
 
 from website_activity.generator import EventGenerator
-from website_activity.ingest import parse_records, split_valid
-from website_activity.lake import write_batch
+from website_activity.ingest import deduplicate, gold_frame, parse_records, reconcile, split_valid
+from website_activity.lake import committed_rows, write_batch
 from website_activity.produce import encode
 
 
@@ -29,37 +32,154 @@ def test_valid_events_become_typed_silver_rows(spark, settings) -> None:
     assert first.timestamp.isoformat(timespec="milliseconds") == e["timestamp"][:23]
     assert (first.click_coordinates_x, first.click_coordinates_y) == (e["click_coordinates_x"], e["click_coordinates_y"])
     assert str(first.event_date) == e["timestamp"][:10]
-    assert dict(silver.dtypes)["timestamp"] == "timestamp" and dict(silver.dtypes)["click_coordinates_x"] == "int"
+    types = dict(silver.dtypes)
+    assert (types["timestamp"], types["click_coordinates_x"], types["click_coordinates_y"]) == ("timestamp", "int", "int")
+    assert (types["event_date"], types["is_late"], types["offset"], types["partition"]) == ("date", "boolean", "bigint", "int")
+    assert not any(r.is_late for r in rows)  # no watermark yet: nothing is late
 
 
-def test_bad_records_are_quarantined_with_their_reason(spark, settings) -> None:
+def poison(settings) -> list[tuple[bytes | None, str]]:
+    """One record of every kind that must be quarantined, with its expected reason code."""
+    events = sample_events(settings, 60)
+    good = events[0]
+    click = next(e for e in events if e["action_type"] == "click")
+    view = next(e for e in events if e["action_type"] == "view")
+    width = settings["validation"]["viewports"][click["device_type"]][0]
+    limit = settings["ingest"]["max_record_bytes"]
+    future = (datetime.now().astimezone() + timedelta(days=2)).isoformat()
+    drop = lambda e, k: {f: v for f, v in e.items() if f != k}  # noqa: E731
+    return [
+        (b"not json at all", "not_json"),
+        (b"\xff\xfe\x00garbage", "not_json"),
+        (encode(good)[:40], "not_json"),  # truncated JSON
+        (b"[1, 2]", "not_json"),  # JSON, but not an object
+        (None, "null_value"),  # a tombstone
+        (json.dumps(drop(good, "user_id")).encode(), "missing_field:user_id"),
+        (json.dumps(dict(good, session_id=None)).encode(), "missing_field:session_id"),
+        (json.dumps(dict(good, click_coordinates_x="abc")).encode(), "bad_type:click_coordinates_x"),
+        (json.dumps(dict(good, timestamp="yesterday")).encode(), "bad_type:timestamp"),
+        (json.dumps(dict(good, timestamp=1767600000)).encode(), "bad_type:timestamp"),
+        (json.dumps(dict(good, action_type="teleport")).encode(), "bad_enum:action_type"),
+        (json.dumps(dict(good, device_type="fridge")).encode(), "bad_enum:device_type"),
+        (json.dumps(dict(good, browser="Mosaic")).encode(), "bad_enum:browser"),
+        (json.dumps(dict(click, click_coordinates_x=width)).encode(), "out_of_viewport"),
+        (json.dumps(dict(click, click_coordinates_y=-5)).encode(), "out_of_viewport"),
+        (json.dumps(dict(view, click_coordinates_x=10, click_coordinates_y=10)).encode(), "unexpected_coordinates"),
+        (json.dumps(dict(good, page_url=good["page_url"] + "?" + "x" * limit)).encode(), "too_large"),
+        (json.dumps(dict(good, timestamp=future)).encode(), "future_time"),
+    ]
+
+
+def test_each_poison_kind_gets_its_reason_code(spark, settings) -> None:
+    cases = poison(settings)
     good = sample_events(settings, 1)[0]
-    missing = {k: v for k, v in good.items() if k != "user_id"}
-    bad_type = dict(good, click_coordinates_x="left")
-    bad_time = dict(good, timestamp="yesterday")
-    values = [b"not json at all", b"\xff\xfe\x00garbage", json.dumps(missing).encode(),
-              json.dumps(bad_type).encode(), json.dumps(bad_time).encode(), b"[1, 2]", None, encode(good)]
+    values = [v for v, _ in cases] + [encode(good)]
     silver, quarantine = split_valid(parse_records(raw_frame(spark, values), settings), settings)
-    reasons = {r.offset: r.reason for r in quarantine.collect()}
-    assert reasons == {
-        0: "not_json", 1: "not_json", 2: "missing_field:user_id", 3: "bad_type:click_coordinates_x",
-        4: "bad_type:timestamp", 5: "not_json", 6: "not_json",
-    }
+    rows = {r.offset: r for r in quarantine.collect()}
+    assert {o: r.reason for o, r in rows.items()} == {i: reason for i, (_, reason) in enumerate(cases)}
     # nothing lost: every record is in exactly one of the two outputs
     assert silver.count() + quarantine.count() == len(values)
     assert [r.event_id for r in silver.collect()] == [good["event_id"]]
-    assert quarantine.where("offset = 0").first().value == "not json at all"
+    # each keeps its raw value, a message a person can read, and where it came from
+    assert rows[0].value == "not json at all" and rows[0].message == "the value is not a JSON object"
+    assert all(r.message and r.topic == "producer-a" and r.ingest_time is not None for r in rows.values())
+    assert rows[4].value is None
+    assert "click_coordinates_x" in rows[7].message and "abc" in rows[7].message
+    assert rows[13].message.startswith("click at (") and "viewport" in rows[13].message
+    assert str(settings["ingest"]["max_record_bytes"]) in rows[16].message
+    assert len(rows[16].value) > settings["ingest"]["max_record_bytes"]
+
+
+def silver_rows(spark, settings, events, offsets=None):
+    raw = raw_frame(spark, [encode(e) for e in events])
+    if offsets is not None:
+        raw = spark.createDataFrame([Row(value=encode(e), topic="producer-a", partition=0, offset=o)
+                                     for e, o in zip(events, offsets)],
+                                    "value binary, topic string, partition int, offset long")
+    return split_valid(parse_records(raw, settings), settings)[0]
+
+
+def test_dedup_keeps_the_first_record_and_drops_ids_already_in_silver(spark, settings) -> None:
+    events = sample_events(settings, 6)
+    # events 1 and 3 re-sent later in the batch (same bytes, later offsets)
+    batch = silver_rows(spark, settings, events + [events[1], events[3]], offsets=[0, 1, 2, 3, 4, 5, 9, 7])
+    existing = batch.where("offset = 5").select("event_date", "event_id")
+    for files_per_date in (None, 1, 3):
+        out = sorted((r.event_id, r.offset) for r in deduplicate(batch, existing, files_per_date).collect())
+        assert out == sorted((e["event_id"], i) for i, e in enumerate(events[:5]))
+        assert deduplicate(batch, None, files_per_date).count() == 6
+        assert deduplicate(batch, None, files_per_date).columns == batch.columns
+    # one file per event date: every date's rows in one task after the dedup and the anti-join
+    from pyspark.sql import functions as F
+
+    rows = deduplicate(batch, existing, 1).select("event_date", F.spark_partition_id().alias("task")).collect()
+    tasks: dict = {}
+    for r in rows:
+        tasks.setdefault(r.event_date, set()).add(r.task)
+    assert tasks and all(len(t) == 1 for t in tasks.values())
+
+
+def test_events_behind_the_watermark_are_flagged_late_not_dropped(spark, settings) -> None:
+    events = sample_events(settings, 10)
+    # the generator's times are UTC ("+00:00"), and so is the session: compare naive UTC values
+    watermark = datetime.fromisoformat(sorted(e["timestamp"] for e in events)[5][:19])
+    parsed = parse_records(raw_frame(spark, [encode(e) for e in events]), settings)
+    silver, _ = split_valid(parsed, settings, watermark)
+    rows = silver.collect()
+    assert len(rows) == 10
+    assert sorted(r.is_late for r in rows) == [False] * 5 + [True] * 5
+    assert all((r.timestamp < watermark) == r.is_late for r in rows)
+
+
+def test_gold_counts_events_users_and_sessions_per_minute_without_late_events(spark) -> None:
+    rows = [("u1", "s1", "2026-01-05 08:00:05", "mobile", "view", False),
+            ("u1", "s1", "2026-01-05 08:00:40", "mobile", "view", False),
+            ("u2", "s2", "2026-01-05 08:00:59", "mobile", "view", False),
+            ("u2", "s2", "2026-01-05 08:01:00", "mobile", "view", False),
+            ("u3", "s3", "2026-01-05 08:00:10", "mobile", "view", True)]  # late: not in gold
+    df = spark.createDataFrame(rows, "user_id string, session_id string, timestamp string, device_type string, "
+                                     "action_type string, is_late boolean").selectExpr(
+        "user_id", "session_id", "cast(timestamp as timestamp) as timestamp", "device_type", "action_type", "is_late")
+    out = [(str(r.window_start), r.events, r.users, r.sessions, str(r.event_date))
+           for r in gold_frame(df, 60).orderBy("window_start").collect()]
+    assert out == [("2026-01-05 08:00:00", 3, 2, 2, "2026-01-05"), ("2026-01-05 08:01:00", 1, 1, 1, "2026-01-05")]
 
 
 def test_write_batch_replaces_a_replayed_batch(spark, settings, tmp_path) -> None:
     events = sample_events(settings, 40)
-    silver, _ = split_valid(parse_records(raw_frame(spark, [encode(e) for e in events]), settings), settings)
+    silver = silver_rows(spark, settings, events)
     table = tmp_path / "silver"
     assert write_batch(silver, table, 0, partition_by="event_date") == 40
     # a replay of batch 0 (crash before the checkpoint commit) must not duplicate it
-    assert write_batch(silver, table, 0, partition_by="event_date") == 40
+    assert write_batch(silver, table, 0, partition_by="event_date", files_per_partition=1) == 40
     assert write_batch(silver.limit(3), table, 1, partition_by="event_date") == 3
     back = spark.read.parquet(str(table))
     assert back.count() == 43
     assert back.select("event_id").distinct().count() == 40
     assert not (table / "_staging").exists()
+    # one file per event date with files_per_partition=1
+    dates = {r.event_date for r in silver.select("event_date").distinct().collect()}
+    assert len([p for p in table.rglob("batch-0000000000-*.parquet")]) == len(dates)
+    # a table written with keep_existing (bronze) keeps a complete batch: never rewritten
+    files = {p: p.stat().st_mtime_ns for p in table.rglob("batch-0000000001-*.parquet")}
+    assert write_batch(silver, table, 1, partition_by="event_date", keep_existing=True) == 3
+    assert {p: p.stat().st_mtime_ns for p in table.rglob("batch-0000000001-*.parquet")} == files
+    assert committed_rows(table, 1) == 3 and committed_rows(table, 2) is None
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({}, None),
+    ({"duplicates_removed": 1}, "records_read 10 != silver 7 + quarantined 2 + duplicates_removed 2"),
+    ({"silver_table": 8}, "silver holds 8 rows, the ledger says silver 7"),
+    ({"bronze_table": 9}, "bronze holds 9 rows, the ledger says records_read 10"),
+])
+def test_reconcile_names_what_does_not_add_up(change, problem) -> None:
+    summary = {"records_read": 10, "silver": 7, "quarantined": 2, "duplicates_removed": 1,
+               "tables": {"bronze": {"rows": 10}, "silver": {"rows": 7}, "quarantine": {"rows": 2}}}
+    if "duplicates_removed" in change:
+        summary["duplicates_removed"] += change["duplicates_removed"]
+    if "silver_table" in change:
+        summary["tables"]["silver"]["rows"] = change["silver_table"]
+    if "bronze_table" in change:
+        summary["tables"]["bronze"]["rows"] = change["bronze_table"]
+    assert reconcile(summary) == ([] if problem is None else [problem])

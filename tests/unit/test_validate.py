@@ -233,6 +233,19 @@ def test_the_quarantine_rate_is_reconciled(spark, settings) -> None:
     assert failure.examples == [0.1] and failure.rule == f"quarantined / (silver + quarantined) <= {limit:g}"
 
 
+def test_records_read_must_equal_silver_plus_quarantined_plus_duplicates(spark, settings) -> None:
+    # ingest's summary says 1000 records were read: 990 + 5 + 5 accounts for all of them
+    ok = validate_frames({RECONCILIATION_SUITE: reconciliation_frame(spark, 990, 5, records_read=1000,
+                                                                     duplicates_removed=5)}, settings)
+    assert ok.success
+    # one record unaccounted for (lost, or a silver row gone): the gate fails on it
+    lost = validate_frames({RECONCILIATION_SUITE: reconciliation_frame(spark, 989, 5, records_read=1000,
+                                                                       duplicates_removed=5)}, settings)
+    (failure,) = lost.failures
+    assert (failure.column, failure.examples) == ("unaccounted", [1])
+    assert failure.rule == "records_read - silver - quarantined - duplicates_removed == 0"
+
+
 def test_the_event_time_window_starts_before_the_generator(settings) -> None:
     start = datetime.fromisoformat(settings["generator"]["start_time"])
     margin = timedelta(hours=settings["validation"]["event_time_margin_h"])

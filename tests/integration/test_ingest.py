@@ -1,0 +1,114 @@
+"""Ingest on a real broker and a real SparkSession: a mixed stream of valid events, every poison
+kind, duplicates and late events reconciles exactly; a second run adds no duplicates."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+from kafka import KafkaProducer
+
+from tests.conftest import make_settings
+from tests.unit.test_ingest import poison
+from website_activity.generator import EventGenerator
+from website_activity.ingest import ledger_entries, run_ingest, summary_path
+from website_activity.produce import encode, run_produce, split_events
+from website_activity.topics import create_topics
+
+pytestmark = pytest.mark.integration
+
+
+def produced(settings, events: int, seed: int) -> list[dict]:
+    out = []
+    for topic, n in zip(settings.topics, split_events(events, len(settings.topics))):
+        out += EventGenerator.from_settings(settings, seed, topic).events(n)
+    return out
+
+
+def send(settings, records: list[tuple[str, bytes | None, bytes | None]]) -> None:
+    p = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    for topic, key, value in records:
+        p.send(topic, key=key, value=value)
+    p.flush()
+    p.close()
+
+
+def test_a_mixed_stream_reconciles_exactly_and_a_second_run_adds_no_duplicates(spark, broker, tmp_path) -> None:
+    s = make_settings(tmp_path, kafka__port=broker.port, kafka__controller_port=broker.controller_port,
+                      topics__names=[f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"],
+                      spark__max_offsets_per_trigger=700)
+    create_topics(s)
+    run_produce(s, 2000, seed=3)
+    events = produced(s, 2000, seed=3)
+    by_id = {e["event_id"]: e for e in events}
+    topic_of = {e["event_id"]: t for t, n, off in [(s.topics[0], 1000, 0), (s.topics[1], 1000, 1000)]
+                for e in events[off:off + n]}
+    # duplicates: 25 events re-sent, same bytes, same key, same topic
+    dups = events[100:125]
+    # late: valid events two hours before every other event, sent last (a later micro-batch)
+    start = datetime.fromisoformat(s["generator"]["start_time"])
+    late = [dict(e, event_id=str(uuid.uuid4()), timestamp=(start - timedelta(hours=2)).isoformat())
+            for e in events[:15]]
+    bad = poison(s)
+    send(s, [(topic_of[e["event_id"]], e["session_id"].encode(), encode(e)) for e in dups]
+         + [(s.topics[i % 2], str(i).encode(), v) for i, (v, _) in enumerate(bad)]
+         + [(s.topics[0], e["session_id"].encode(), encode(e)) for e in late])
+    records = 2000 + len(dups) + len(bad) + len(late)
+
+    first = run_ingest(spark, s)
+    summary = json.loads(summary_path(s).read_text())
+    assert first.batches >= 3 and summary == first.summary
+    # the equation, exactly, from the ledger and from the tables
+    assert (summary["records_read"], summary["silver"], summary["quarantined"], summary["duplicates_removed"]) == (
+        records, 2000 + len(late), len(bad), len(dups))
+    assert summary["reconciled"] is True
+    assert summary["tables"]["bronze"]["rows"] == records and summary["tables"]["silver"]["rows"] == 2000 + len(late)
+    expected_reasons: dict[str, int] = {}
+    for _, reason in bad:
+        expected_reasons[reason] = expected_reasons.get(reason, 0) + 1
+    assert summary["quarantine_by_reason"] == dict(sorted(expected_reasons.items()))
+    # late events reach silver, flagged, and are the ones gold's watermark left out
+    assert summary["late"] == len(late) and summary["gold_dropped_by_watermark"] == len(late)
+
+    silver = spark.read.parquet(str(s.path("silver")))
+    # silver's columns and types
+    types = dict(silver.dtypes)
+    assert {k: types[k] for k in ("timestamp", "click_coordinates_x", "click_coordinates_y", "event_date",
+                                  "is_late", "offset", "partition", "topic", "ingest_time", "event_id")} == {
+        "timestamp": "timestamp", "click_coordinates_x": "int", "click_coordinates_y": "int",
+        "event_date": "date", "is_late": "boolean", "offset": "bigint", "partition": "int", "topic": "string",
+        "ingest_time": "timestamp", "event_id": "string"}
+    ids = [r.event_id for r in silver.select("event_id").collect()]
+    # no event lost, none twice
+    assert sorted(ids) == sorted(list(by_id) + [e["event_id"] for e in late])
+    assert {r.event_id for r in silver.where("is_late").collect()} == {e["event_id"] for e in late}
+    # duplicates kept their first record (the lowest offset)
+    first_offsets = silver.where(silver.event_id.isin([e["event_id"] for e in dups])).select("offset").collect()
+    assert max(r.offset for r in first_offsets) < 1000
+    gold = spark.read.parquet(str(s.path("gold")))
+    assert gold.agg({"events": "sum"}).first()[0] == 2000  # every event in time, none of the late ones
+    bronze = spark.read.parquet(str(s.path("bronze")))
+    assert bronze.count() == records and bronze.where("value is null").count() == 1
+    quarantine = spark.read.parquet(str(s.path("quarantine")))
+    assert quarantine.count() == len(bad) and quarantine.where("message is null").count() == 0
+
+    # second run: new events, and old ones re-sent across runs: none of them twice in silver
+    run_produce(s, 300, seed=4)
+    new = produced(s, 300, seed=4)
+    resent = events[500:520]
+    send(s, [(topic_of[e["event_id"]], e["session_id"].encode(), encode(e)) for e in resent])
+    second = run_ingest(spark, s)
+    assert (second.input_rows, second.silver_rows, second.duplicates_removed) == (320, 300, 20)
+    summary = json.loads(summary_path(s).read_text())
+    assert summary["records_read"] == records + 320 and summary["duplicates_removed"] == len(dups) + 20
+    assert summary["reconciled"] is True
+    silver = spark.read.parquet(str(s.path("silver")))
+    assert silver.count() == silver.select("event_id").distinct().count() == 2000 + len(late) + 300
+    assert {e["event_id"] for e in new} <= {r.event_id for r in silver.select("event_id").collect()}
+    assert [e["batch_id"] for e in ledger_entries(s)] == list(range(len(ledger_entries(s))))
+
+    # nothing new: nothing read, the lake unchanged
+    third = run_ingest(spark, s)
+    assert third.input_rows == 0 and third.summary["records_read"] == records + 320
