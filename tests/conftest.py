@@ -12,6 +12,7 @@ from website_activity.config import Settings, load_config
 
 OUTPUT_PATHS = ("data", "silver", "quarantine", "checkpoints", "validation", "models", "reports",
                 "kafka_home", "gx")
+OUTPUT_PATHS += ("features", "predictions", "ground_truth", "runs")  # train and score read/write these
 
 
 def make_settings(out: Path, **overrides: Any) -> Settings:
