@@ -67,14 +67,17 @@ def load_champion(settings: Settings) -> tuple[Any, Any]:
 
 
 def predictions(model: Any, features: "DataFrame") -> "DataFrame":
-    """``session_id, user_id, probability, prediction, actual`` for each row of the feature table."""
+    """``session_id, user_id, probability, prediction, actual`` for each row of the feature table.
+
+    ``prediction`` and ``actual`` are 0/1 integers (``actual`` is null without a label).
+    """
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    actual = F.col("label") if "label" in features.columns else F.lit(None).cast("double")
+    actual = F.col("label") if "label" in features.columns else F.lit(None)
     return model.transform(features).select(
         "session_id", "user_id", vector_to_array("probability")[1].alias("probability"),
-        "prediction", actual.alias("actual"))
+        F.col("prediction").cast("int").alias("prediction"), actual.cast("int").alias("actual"))
 
 
 def run_score(spark: "SparkSession", settings: Settings) -> dict[str, Any]:
@@ -107,4 +110,4 @@ def run_score(spark: "SparkSession", settings: Settings) -> dict[str, Any]:
     log.info("scored %d sessions with version %s in %.1f s", rows, version.version, seconds)
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds if seconds else float("inf"),
             "version": str(version.version), "run_id": version.run_id, "csv": Path(csv),
-            "parquet": Path(parquet), "positive": int((frame["prediction"] == 1.0).sum())}
+            "parquet": Path(parquet), "positive": int((frame["prediction"] == 1).sum())}

@@ -428,7 +428,10 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
     mlflow.set_registry_uri(settings.tracking_uri)
     model_uri = version = None
     promotion = None
-    with mlflow.start_run(experiment_id=experiment_id) as run:
+    with warnings.catch_warnings(), mlflow.start_run(experiment_id=experiment_id) as run:
+        # MLflow's schema inference (dataset, signature) hints that integer columns cannot hold
+        # missing values: the features never miss any.
+        warnings.filterwarnings("ignore", message=".*[Ii]nteger column", category=UserWarning)
         mlflow.set_tags({"stage": "train", "profile": settings["profile"], "validation_status": gate.status,
                          "validation_forced": str(force).lower(), "oracle": oracle_note, **lineage_tags(settings)})
         mlflow.log_params(params)
@@ -439,14 +442,11 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
             _log_artifacts(Path(tmp), val, test, metrics, threshold, coefs, search, oracle_curve)
         if settings["mlflow"]["log_model"]:
             started = time.monotonic()
-            with warnings.catch_warnings():
-                # "integer columns cannot represent missing values": the features never miss any
-                warnings.filterwarnings("ignore", message=".*[Ii]nteger column", category=UserWarning)
-                signature = infer_signature(example, example_out["prediction"])
-                # The Spark flavour still takes artifact_path (not name, unlike the other flavours).
-                info = mlflow.spark.log_model(model, artifact_path="model", signature=signature,
-                                              input_example=example, pip_requirements=_pip_requirements(),
-                                              registered_model_name=settings["mlflow"]["registered_model"])
+            signature = infer_signature(example, example_out["prediction"])
+            # The Spark flavour still takes artifact_path (not name, unlike the other flavours).
+            info = mlflow.spark.log_model(model, artifact_path="model", signature=signature,
+                                          input_example=example, pip_requirements=_pip_requirements(),
+                                          registered_model_name=settings["mlflow"]["registered_model"])
             seconds["log_model"] = time.monotonic() - started
             model_uri, version = info.model_uri, str(info.registered_model_version)
             promotion = registry.promote(client, settings, version, metrics["val_roc_auc"], gate.passed)

@@ -234,12 +234,12 @@ def test_score_writes_predictions_of_the_champion(spark, worse: dict, trained: d
     assert len(rows) == r["rows"] == sessions.count()
     assert [row["session_id"] for row in rows] == sorted(row["session_id"] for row in rows)
     assert all(0.0 <= float(row["probability"]) <= 1.0 for row in rows)
-    assert {row["prediction"] for row in rows} <= {"0.0", "1.0"}
+    assert {row["prediction"] for row in rows} == {"0", "1"}
     labels = {x["session_id"]: x["label"] for x in sessions.select("session_id", "label").collect()}
-    assert all(float(row["actual"]) == labels[row["session_id"]] for row in rows)
+    assert all(int(row["actual"]) == labels[row["session_id"]] for row in rows)
     # the prediction is the probability against the champion's tuned threshold
     t = trained["threshold"]
-    assert all((float(row["probability"]) >= t - 1e-6) == (row["prediction"] == "1.0") for row in rows
+    assert all((float(row["probability"]) >= t - 1e-6) == (row["prediction"] == "1") for row in rows
                if abs(float(row["probability"]) - t) > 1e-5)
     assert spark.read.parquet(str(stage_settings.path("predictions"))).count() == r["rows"]
 
