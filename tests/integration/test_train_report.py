@@ -284,18 +284,18 @@ def test_mlflow_ui_answers_and_lists_the_run(trained: dict, stage_settings: Sett
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline, health = time.monotonic() + 120, None
+        deadline, health = time.monotonic() + 300, None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                health = requests.get(f"{base}/health", timeout=2)
+                health = requests.get(f"{base}/health", timeout=30)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still starting
                 time.sleep(0.5)
         assert health is not None and health.status_code == 200, (tmp_path / "ui.log").read_text()[-2000:]
         experiment = requests.get(f"{base}/api/2.0/mlflow/experiments/get-by-name",
-                                  params={"experiment_name": EXPERIMENT}, timeout=10).json()["experiment"]
+                                  params={"experiment_name": EXPERIMENT}, timeout=60).json()["experiment"]
         found = requests.post(f"{base}/api/2.0/mlflow/runs/search",
-                              json={"experiment_ids": [experiment["experiment_id"]]}, timeout=10).json()
+                              json={"experiment_ids": [experiment["experiment_id"]]}, timeout=60).json()
         assert trained["run_id"] in {r["info"]["run_id"] for r in found["runs"]}
     finally:
         os.killpg(proc.pid, 15)  # the server and its workers: the group this test started
