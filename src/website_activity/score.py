@@ -49,7 +49,7 @@ def load_champion(settings: Settings) -> tuple[Any, Any]:
     from website_activity.registry import champion
 
     conf = settings["mlflow"]
-    client = MlflowClient(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
     try:
         version = champion(client, conf["registered_model"], conf["champion_alias"])
     except Exception as exc:

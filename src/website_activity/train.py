@@ -190,7 +190,7 @@ def ensure_experiment(settings: Settings) -> str:
 
     name = settings["mlflow"]["experiment"]
     location = artifact_location(settings)
-    client = MlflowClient(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
     try:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -423,7 +423,9 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
         "validation_fraction": conf["validation_fraction"], "events": rows, "rows": rows,
         "sessions": sum(n for n, _ in counts.values()), "config_hash": config_hash(settings),
     }
-    client = MlflowClient(settings.tracking_uri)
+    # The registry explicitly too: without it the client takes the process-wide registry URI,
+    # which an earlier run in the same process may have pointed at another store.
+    client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     model_uri = version = None
