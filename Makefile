@@ -17,7 +17,7 @@ export PROFILE
 
 .DEFAULT_GOAL := help
 .PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest stream validate train \
-        report all mlflow-ui test clean cluster-up cluster-down cluster-status
+        score report all mlflow-ui test clean cluster-up cluster-down cluster-status
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,13 +67,16 @@ stream: env ## the same job with a processing-time trigger, until Ctrl-C/SIGTERM
 validate: env ## Great Expectations suites on the lake -> reports/data_docs, reports/data_quality.csv; non-zero exit on failure
 	@$(PY) scripts/validate.py $(COMMON)
 
-train: env ## Spark ML logistic regression on session features, tracked in MLflow (needs a passed validate; FORCE=1 overrides)
+train: env ## session features -> tuned logistic regression, tracked and registered in MLflow (needs a passed validate; FORCE=1 overrides)
 	@$(PY) scripts/train.py $(COMMON) $(if $(FORCE),--force)
+
+score: env ## the MLflow champion scores every session -> data/predictions, reports/predictions.csv
+	@$(PY) scripts/score.py $(COMMON)
 
 report: env ## CSV reports into reports/
 	@$(PY) scripts/report.py $(COMMON)
 
-all: setup ## the whole pipeline from scratch: broker, reset, topics, produce, ingest, validate, train, report
+all: setup ## the whole pipeline from scratch: broker, reset, topics, produce, ingest, validate, train, score, report
 	@$(MAKE) --no-print-directory kafka-up
 	@$(MAKE) --no-print-directory reset
 	@$(MAKE) --no-print-directory topics
@@ -81,15 +84,16 @@ all: setup ## the whole pipeline from scratch: broker, reset, topics, produce, i
 	@$(MAKE) --no-print-directory ingest
 	@$(MAKE) --no-print-directory validate
 	@$(MAKE) --no-print-directory train
+	@$(MAKE) --no-print-directory score
 	@$(MAKE) --no-print-directory report
 	@echo "all: done. Reports in reports/, runs in mlflow.db (make mlflow-ui). The broker is still up: make kafka-down"
 
-mlflow-ui: env ## the MLflow UI on http://127.0.0.1:5000 (runs in mlflow.db)
-	.venv/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+mlflow-ui: env ## the MLflow UI on http://127.0.0.1:5000 (mlflow.ui_port) over mlflow.db and mlruns/
+	@$(PY) scripts/mlflow_ui.py $(COMMON)
 
 test: env ## the test suite (unit, integration with a real broker and Spark, end to end)
 	.venv/bin/python -m pytest tests
 
 clean: kafka-down cluster-down ## remove generated data, reports, MLflow runs and the embedded broker's storage
-	rm -rf data/bronze data/silver data/quarantine data/gold data/ground_truth data/checkpoints data/_validation data/_runs reports/*.csv models/metrics.json \
+	rm -rf data/bronze data/silver data/quarantine data/gold data/ground_truth data/checkpoints data/_validation data/_runs data/features data/predictions reports/*.csv models/metrics.json \
 	       reports/data_docs gx/uncommitted mlflow.db mlruns .kafka .cluster models/*/

@@ -17,7 +17,7 @@ def main(profile, port):
     """
     settings = settings_from(profile, port)
     removed = []
-    for key in ("bronze", "silver", "quarantine", "gold", "ground_truth", "checkpoints", "validation", "runs"):
+    for key in ("bronze", "silver", "quarantine", "gold", "ground_truth", "checkpoints", "validation", "runs", "features", "predictions"):
         path = settings.path(key)
         if path.exists():
             shutil.rmtree(path)

@@ -2,7 +2,8 @@
 
 * ``traffic_by_page.csv``: ``page_url, events, users, sessions``, busiest page first.
 * ``traffic_by_device.csv``: ``device_type, events, users, sessions, share`` (share of events).
-* ``model_metrics.csv``: one row per run of ``mlflow.experiment``, oldest first.
+* ``model_metrics.csv``: one row per run of ``mlflow.experiment``, oldest first (test metrics,
+  validation ROC AUC, oracle AUC and gap when known, chosen params, registered version, promotion).
 
 Each file is UTF-8 with a header row, written whole under a temporary name and then renamed,
 so a reader never sees half a report.
@@ -25,10 +26,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RUN_METRICS = ("roc_auc", "pr_auc", "accuracy", "f1")
+RUN_METRICS = ("roc_auc", "pr_auc", "accuracy", "f1", "log_loss", "brier", "precision", "recall",
+               "threshold", "baseline_accuracy", "val_roc_auc", "oracle_roc_auc", "oracle_gap")
 RUN_PARAMS = ("reg_param", "elastic_net_param", "max_iter", "seed", "test_fraction", "rows",
               "sessions")
-MODEL_METRICS_HEADER = ("run_id", "start_time", "status", *RUN_METRICS, *RUN_PARAMS)
+RUN_TAGS = ("registered_version", "promotion")
+MODEL_METRICS_HEADER = ("run_id", "start_time", "status", *RUN_METRICS, *RUN_PARAMS, *RUN_TAGS)
 
 
 def traffic_by_page(silver: "DataFrame") -> "DataFrame":
@@ -81,6 +84,7 @@ def model_runs(settings: Settings) -> list[dict[str, Any]]:
                                "status": run.info.status}
         row.update({m: run.data.metrics.get(m) for m in RUN_METRICS})
         row.update({p: run.data.params.get(p) for p in RUN_PARAMS})
+        row.update({t: run.data.tags.get(t) for t in RUN_TAGS})
         rows.append(row)
     return rows
 

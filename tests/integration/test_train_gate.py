@@ -60,7 +60,7 @@ def runs(settings: Settings) -> int:
 
 def train_script(lake: Settings, monkeypatch, *args: str):
     """`make train` as the Makefile runs it (scripts/train.py), on this test's lake."""
-    for key in ("silver", "quarantine", "validation", "models"):
+    for key in ("silver", "quarantine", "validation", "models", "features", "ground_truth", "runs"):
         monkeypatch.setenv(f"WA__PATHS__{key.upper()}", str(lake.path(key)))
     monkeypatch.setenv("WA__MLFLOW__TRACKING_URI", lake.tracking_uri)
     monkeypatch.setattr("website_activity.cli.setup_logging", lambda *a, **k: None)  # pytest captures logs

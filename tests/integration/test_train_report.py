@@ -1,22 +1,34 @@
-"""Train and report on a generated silver table, with a throwaway MLflow store."""
+"""make train, make score and make report on a generated lake with ground truth, in a throwaway MLflow store.
+
+One module-scoped lake and store; three training runs in order: the first becomes champion, a
+rerun reproduces it exactly (and, tying, does not take the alias), a deliberately worse model
+does not take it either. Scoring and the reports then use the champion.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import make_settings
+from tests.integration.train_data import generate, write_ground_truth, write_silver
 from website_activity.config import Settings, repo_root
 from website_activity.errors import PipelineError
-from website_activity.generator import EventGenerator
-from website_activity.ingest import parse_records, split_valid
 
 pytestmark = pytest.mark.integration
 
 EVENTS = 6000
+EXPERIMENT = "test-train-report"
+MODEL = "test-purchase-model"
 
 
 def _state(path: Path):
@@ -25,33 +37,25 @@ def _state(path: Path):
 
 @pytest.fixture(scope="module")
 def user_mlflow_files():
-    """The user's own MLflow store and artifacts in the repository, before the tests."""
+    """The user's own MLflow store, artifacts and outputs in the repository, before the tests."""
     paths = [repo_root() / "mlflow.db", repo_root() / "mlruns", Path.cwd() / "mlflow.db",
-             Path.cwd() / "mlruns"]
+             Path.cwd() / "mlruns", repo_root() / "data" / "features", repo_root() / "models" / "champion"]
     return {p: _state(p) for p in paths}
 
 
 @pytest.fixture(scope="module")
 def stage_settings(tmp_path_factory, user_mlflow_files) -> Settings:
-    """Like the session settings, with this module's own lake, models, reports and MLflow store.
-
-    Other integration tests write the session's silver table too: a private one keeps the
-    expected counts ours.
-    """
-    return make_settings(tmp_path_factory.mktemp("train_report"),
-                         mlflow__experiment="test-train-report", mlflow__log_model=True)
+    """Like the session settings, with this module's own lake, models, reports and MLflow store."""
+    return make_settings(tmp_path_factory.mktemp("train_report"), mlflow__experiment=EXPERIMENT,
+                         mlflow__log_model=True, mlflow__registered_model=MODEL)
 
 
 @pytest.fixture(scope="module")
 def silver_table(spark, stage_settings: Settings) -> Path:
-    s = stage_settings
-    gen = EventGenerator.from_settings(s, 11, "producer-a")
-    records = [(json.dumps(e), "producer-a", i % 2, i) for i, e in enumerate(gen.events(EVENTS))]
-    raw = spark.createDataFrame(records, "value string, topic string, partition int, offset long")
-    silver, _ = split_valid(parse_records(raw, s), s)
-    path = s.path("silver")
-    silver.write.mode("overwrite").partitionBy("event_date").parquet(str(path))
-    return path
+    events = generate(stage_settings, 11, EVENTS)
+    assert write_silver(spark, stage_settings, events) == EVENTS
+    write_ground_truth(stage_settings, events)
+    return stage_settings.path("silver")
 
 
 @pytest.fixture(scope="module")
@@ -63,91 +67,242 @@ def trained(spark, stage_settings: Settings, silver_table: Path) -> dict:
     return run_train(spark, stage_settings)
 
 
+@pytest.fixture(scope="module")
+def rerun(spark, stage_settings: Settings, trained: dict) -> dict:
+    from website_activity.train import run_train
+
+    return run_train(spark, stage_settings)
+
+
+@pytest.fixture(scope="module")
+def worse(spark, stage_settings: Settings, rerun: dict) -> dict:
+    """A model that cannot rank: a regularisation so strong that every coefficient is zero."""
+    from website_activity.train import run_train
+
+    s = make_settings(stage_settings.path("data").parent, mlflow__experiment=EXPERIMENT, mlflow__log_model=True,
+                      mlflow__registered_model=MODEL, train__reg_params=[100.0], train__elastic_net_params=[1.0])
+    return run_train(spark, s)
+
+
+def client(settings: Settings):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
 def test_missing_silver_is_one_clear_error(spark, tmp_path):
     from website_activity.report import run_report
+    from website_activity.score import run_score
     from website_activity.train import run_train
 
     empty = make_settings(tmp_path)  # nothing ingested: no silver folder
-    for run in (run_train, run_report):
+    for run in (run_train, run_report, run_score):
         with pytest.raises(PipelineError, match=r"^no data in .*silver: run make ingest first$"):
             run(spark, empty)
 
 
-def test_run_is_recorded_with_params_and_metrics(trained: dict, stage_settings: Settings):
-    from mlflow.tracking import MlflowClient
+def hanley_mcneil_se(auc: float, pos: int, neg: int) -> float:
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    return math.sqrt((auc * (1 - auc) + (pos - 1) * (q1 - auc * auc) + (neg - 1) * (q2 - auc * auc)) / (pos * neg))
 
-    client = MlflowClient(stage_settings.tracking_uri)
-    experiment = client.get_experiment_by_name("test-train-report")
-    run = client.get_run(trained["run_id"])
 
-    assert run.info.experiment_id == experiment.experiment_id
-    assert run.info.status == "FINISHED"
-    assert (run.data.tags["validation_status"], run.data.tags["validation_forced"]) == ("passed", "false")
-    assert experiment.artifact_location == (Path(stage_settings["mlflow"]["artifact_root"])).as_uri()
-    assert run.data.params["rows"] == str(EVENTS)  # every generated event is valid
-    assert set(run.data.params) >= {"reg_param", "elastic_net_param", "max_iter", "seed",
-                                    "test_fraction", "rows", "sessions"}
+def test_run_records_params_metrics_tags_and_input(trained: dict, stage_settings: Settings):
+    c = client(stage_settings)
+    experiment = c.get_experiment_by_name(EXPERIMENT)
+    run = c.get_run(trained["run_id"])
+
+    assert run.info.experiment_id == experiment.experiment_id and run.info.status == "FINISHED"
+    assert experiment.artifact_location == Path(stage_settings["mlflow"]["artifact_root"]).as_uri()
+    tags = run.data.tags
+    assert (tags["validation_status"], tags["validation_forced"]) == ("passed", "false")
+    assert tags["validation.status"] == "passed" and tags["validation.quarantine_rows"] == "0"
+    assert len(tags["git_commit"]) == 40 or tags["git_commit"] == "unknown"
+    assert tags["oracle"] == "computed"
+    assert (tags["promotion"], tags["registered_version"]) == ("promoted", trained["version"])
+    params = run.data.params
+    assert params["rows"] == params["events"] == str(EVENTS)  # every generated event is valid
+    assert params["search"] == "TrainValidationSplit" and len(params["config_hash"]) == 16
+    assert float(params["reg_param"]) in stage_settings["train"]["reg_params"]
+    assert float(params["elastic_net_param"]) in stage_settings["train"]["elastic_net_params"]
+    assert params["features"].split(",")[:2] == ["device_type", "browser"]
     metrics = run.data.metrics
-    for name in ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "baseline_accuracy",
-                 "positive_rate", "train_rows", "test_rows"):
+    for name in ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1", "tp", "fp",
+                 "fn", "tn", "baseline_accuracy", "baseline_log_loss", "val_roc_auc", "threshold",
+                 "oracle_roc_auc", "oracle_gap", "train_rows", "validation_rows", "test_rows"):
         assert metrics[name] == pytest.approx(trained["metrics"][name]), name
-    assert metrics["train_rows"] + metrics["test_rows"] == int(run.data.params["sessions"])
-    # the generator's conversion depends on cart adds and product views: a real model beats chance
-    assert metrics["roc_auc"] > 0.6
-
+    assert metrics["tp"] + metrics["fp"] + metrics["fn"] + metrics["tn"] == metrics["test_rows"]
+    assert metrics["train_rows"] + metrics["validation_rows"] + metrics["test_rows"] == int(params["sessions"])
+    # the input dataset: the feature table
+    inputs = run.inputs.dataset_inputs
+    assert [i.dataset.name for i in inputs] == ["session_features"]
+    assert json.loads(inputs[0].dataset.source)["path"] == str(stage_settings.path("features"))
     written = json.loads((stage_settings.path("models") / "metrics.json").read_text(encoding="utf-8"))
-    assert written["run_id"] == trained["run_id"]
-    assert written["metrics"] == pytest.approx(trained["metrics"])
+    assert written["run_id"] == trained["run_id"] and written["promotion"]["promoted"] is True
 
 
-def test_model_is_logged_and_loads(spark, trained: dict, stage_settings: Settings, silver_table):
-    import mlflow
-    import mlflow.spark
-
-    from website_activity.train import session_features
-
-    mlflow.set_tracking_uri(stage_settings.tracking_uri)
-    artifacts = Path(stage_settings["mlflow"]["artifact_root"])
-    assert any(artifacts.rglob("MLmodel")), "the model's files belong under mlflow.artifact_root"
-
-    model = mlflow.spark.load_model(trained["model_uri"])
-    features = session_features(spark.read.parquet(str(silver_table))).limit(20)
-    scored = model.transform(features).select("session_id", "probability", "prediction").collect()
-    assert len(scored) == 20
-    assert {r["prediction"] for r in scored} <= {0.0, 1.0}
+def test_model_beats_the_baseline_and_stays_near_the_oracle(trained: dict):
+    m = trained["metrics"]
+    # the generator's conversion depends on cart adds, product views, device and returning users
+    assert m["roc_auc"] > 0.65
+    assert m["log_loss"] < m["baseline_log_loss"] and m["brier"] < m["baseline_brier"]
+    assert m["f1"] > 0.0 and 0.0 < m["threshold"] < 1.0
+    # the true probabilities rank better than any fitted model, up to sampling noise; the gap is
+    # bounded by three standard errors of an AUC on this many test sessions (Hanley & McNeil)
+    pos, neg = int(m["tp"] + m["fn"]), int(m["fp"] + m["tn"])
+    bound = 3 * hanley_mcneil_se(m["oracle_roc_auc"], pos, neg)
+    assert m["oracle_sessions"] >= m["test_rows"] - 1  # only the stream's last session is incomplete
+    assert -bound < m["oracle_gap"] < bound, (m["oracle_gap"], bound)
 
 
-def test_report_writes_the_three_csvs(spark, trained: dict, stage_settings: Settings):
-    from website_activity.report import run_report
+def test_artifacts_and_registered_champion(trained: dict, stage_settings: Settings):
+    c = client(stage_settings)
+    names = {a.path for a in c.list_artifacts(trained["run_id"], "evaluation")}
+    assert names == {f"evaluation/{n}" for n in (
+        "roc_curve.png", "pr_curve.png", "confusion_matrix.png", "calibration.png", "coefficients.png",
+        "coefficients.csv", "search.csv", "test_predictions.csv")}
+    local = Path(c.download_artifacts(trained["run_id"], "evaluation/coefficients.csv"))
+    rows = list(csv.DictReader(local.open(encoding="utf-8")))
+    assert rows[0]["feature"] == "(intercept)"
+    by_name = {r["feature"]: r for r in rows}
+    # a cart add makes a purchase more likely: its odds ratio is above 1, and it is exp(coefficient)
+    cart = by_name["n_cart_adds"]
+    assert float(cart["odds_ratio"]) > 1.0
+    assert float(cart["odds_ratio"]) == pytest.approx(math.exp(float(cart["coefficient"])), rel=1e-6)
+
+    version = c.get_model_version(MODEL, trained["version"])
+    assert version.run_id == trained["run_id"]
+    assert str(c.get_model_version_by_alias(MODEL, "champion").version) == trained["version"]
+    assert version.tags["promotion"] == "promoted"
+    # the logged model has a signature and an input example
+    from mlflow.models import get_model_info
+
+    info = get_model_info(f"models:/{MODEL}/{trained['version']}")
+    assert [i.name for i in info.signature.inputs][:2] == ["device_type", "browser"]
+    assert info.saved_input_example_info is not None
+    # exported to models/champion: the Spark pipeline and its card
+    card = json.loads((stage_settings.path("models") / "champion" / "card.json").read_text(encoding="utf-8"))
+    assert (card["run_id"], card["version"]) == (trained["run_id"], trained["version"])
+    assert card["metrics"]["roc_auc"] == pytest.approx(trained["metrics"]["roc_auc"])
+    assert (stage_settings.path("models") / "champion" / "model" / "metadata").is_dir()
+
+
+def test_exported_model_loads_and_predicts_with_the_tuned_threshold(spark, trained: dict,
+                                                                    stage_settings: Settings):
+    from pyspark.ml import PipelineModel
+
+    from website_activity.features import read_features
+
+    model = PipelineModel.load(str(stage_settings.path("models") / "champion" / "model"))
+    assert model.stages[-1].getThreshold() == pytest.approx(trained["threshold"])
+    scored = model.transform(read_features(spark, stage_settings).limit(30)).select("prediction").collect()
+    assert len(scored) == 30 and {r["prediction"] for r in scored} <= {0.0, 1.0}
+
+
+def test_same_lake_and_seed_reproduce_metrics_and_coefficients(trained: dict, rerun: dict):
+    assert rerun["run_id"] != trained["run_id"]
+    for name, value in trained["metrics"].items():
+        assert rerun["metrics"][name] == pytest.approx(value, abs=1e-9), name
+    a, b = trained["coefficients"], rerun["coefficients"]
+    assert list(a["feature"]) == list(b["feature"])
+    assert (a["coefficient"] - b["coefficient"]).abs().max() < 1e-9
+    # a tie does not move the alias
+    assert rerun["promotion"].promoted is False and "does not beat" in rerun["promotion"].reason
+
+
+def test_a_worse_model_does_not_take_champion(worse: dict, trained: dict, stage_settings: Settings):
+    c = client(stage_settings)
+    assert worse["metrics"]["val_roc_auc"] < trained["metrics"]["val_roc_auc"]
+    assert worse["promotion"].promoted is False
+    assert str(c.get_model_version_by_alias(MODEL, "champion").version) == trained["version"]
+    assert c.get_run(worse["run_id"]).data.tags["promotion"] == "kept"
+    assert c.get_model_version(MODEL, worse["version"]).tags["promotion_reason"] == worse["promotion"].reason
+    card = json.loads((stage_settings.path("models") / "champion" / "card.json").read_text(encoding="utf-8"))
+    assert card["version"] == trained["version"]  # the export is still the champion's
+
+
+def test_score_writes_predictions_of_the_champion(spark, worse: dict, trained: dict, stage_settings: Settings):
+    from website_activity.features import read_features
+    from website_activity.score import PREDICTION_COLUMNS, run_score
+
+    r = run_score(spark, stage_settings)
+
+    assert r["version"] == trained["version"]  # the champion, not the latest version
+    sessions = read_features(spark, stage_settings)
+    path = stage_settings.path("reports") / "predictions.csv"
+    rows = list(csv.DictReader(path.open(encoding="utf-8", newline="")))
+    assert path.read_text(encoding="utf-8").splitlines()[0] == ",".join(PREDICTION_COLUMNS)
+    assert len(rows) == r["rows"] == sessions.count()
+    assert [row["session_id"] for row in rows] == sorted(row["session_id"] for row in rows)
+    assert all(0.0 <= float(row["probability"]) <= 1.0 for row in rows)
+    assert {row["prediction"] for row in rows} == {"0", "1"}
+    labels = {x["session_id"]: x["label"] for x in sessions.select("session_id", "label").collect()}
+    assert all(int(row["actual"]) == labels[row["session_id"]] for row in rows)
+    # the prediction is the probability against the champion's tuned threshold
+    t = trained["threshold"]
+    assert all((float(row["probability"]) >= t - 1e-6) == (row["prediction"] == "1") for row in rows
+               if abs(float(row["probability"]) - t) > 1e-5)
+    assert spark.read.parquet(str(stage_settings.path("predictions"))).count() == r["rows"]
+
+
+def test_report_writes_the_three_csvs(spark, worse: dict, trained: dict, stage_settings: Settings):
+    from website_activity.report import MODEL_METRICS_HEADER, run_report
 
     paths = run_report(spark, stage_settings)
 
     out = stage_settings.path("reports")
-    assert [p.name for p in paths] == ["traffic_by_page.csv", "traffic_by_device.csv",
-                                       "model_metrics.csv"]
+    assert [p.name for p in paths] == ["traffic_by_page.csv", "traffic_by_device.csv", "model_metrics.csv"]
     assert all(p.parent == out for p in paths)
     tables = {p.name: list(csv.DictReader(p.open(encoding="utf-8", newline=""))) for p in paths}
     headers = {p.name: p.read_text(encoding="utf-8").splitlines()[0] for p in paths}
-    assert headers == {
-        "traffic_by_page.csv": "page_url,events,users,sessions",
-        "traffic_by_device.csv": "device_type,events,users,sessions,share",
-        "model_metrics.csv": "run_id,start_time,status,roc_auc,pr_auc,accuracy,f1,reg_param,"
-                             "elastic_net_param,max_iter,seed,test_fraction,rows,sessions",
-    }
-    # every event is counted once per page and once per device
+    assert headers["traffic_by_page.csv"] == "page_url,events,users,sessions"
+    assert headers["traffic_by_device.csv"] == "device_type,events,users,sessions,share"
+    assert headers["model_metrics.csv"] == ",".join(MODEL_METRICS_HEADER)
     assert sum(int(r["events"]) for r in tables["traffic_by_page.csv"]) == EVENTS
     devices = tables["traffic_by_device.csv"]
     assert sum(int(r["events"]) for r in devices) == EVENTS
-    assert {r["device_type"] for r in devices} <= {"desktop", "tablet", "mobile"}
     assert sum(float(r["share"]) for r in devices) == pytest.approx(1.0, abs=1e-3)
 
     runs = tables["model_metrics.csv"]
+    assert len(runs) == 3  # trained, rerun, worse
     mine = [r for r in runs if r["run_id"] == trained["run_id"]]
     assert len(mine) == 1
     assert float(mine[0]["roc_auc"]) == pytest.approx(trained["metrics"]["roc_auc"])
-    assert mine[0]["start_time"].endswith("+00:00")
+    assert float(mine[0]["oracle_roc_auc"]) == pytest.approx(trained["metrics"]["oracle_roc_auc"])
+    assert mine[0]["promotion"] == "promoted" and mine[0]["start_time"].endswith("+00:00")
 
 
-def test_user_mlflow_files_untouched(trained: dict, user_mlflow_files):
-    # runs the module's training first (fixture), then checks nothing leaked into the repository
+def test_mlflow_ui_answers_and_lists_the_run(trained: dict, stage_settings: Settings, tmp_path):
+    from website_activity.broker import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WA__")}
+    env.update(WA__MLFLOW__TRACKING_URI=stage_settings.tracking_uri,
+               WA__MLFLOW__ARTIFACT_ROOT=str(stage_settings.artifact_root),
+               WA__MLFLOW__EXPERIMENT=EXPERIMENT)
+    log = (tmp_path / "ui.log").open("w")
+    proc = subprocess.Popen([sys.executable, str(repo_root() / "scripts" / "mlflow_ui.py"), "--ui-port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline, health = time.monotonic() + 300, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                health = requests.get(f"{base}/health", timeout=30)
+                break
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still starting
+                time.sleep(0.5)
+        assert health is not None and health.status_code == 200, (tmp_path / "ui.log").read_text()[-2000:]
+        experiment = requests.get(f"{base}/api/2.0/mlflow/experiments/get-by-name",
+                                  params={"experiment_name": EXPERIMENT}, timeout=60).json()["experiment"]
+        found = requests.post(f"{base}/api/2.0/mlflow/runs/search",
+                              json={"experiment_ids": [experiment["experiment_id"]]}, timeout=60).json()
+        assert trained["run_id"] in {r["info"]["run_id"] for r in found["runs"]}
+    finally:
+        os.killpg(proc.pid, 15)  # the server and its workers: the group this test started
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_user_mlflow_files_untouched(trained: dict, worse: dict, user_mlflow_files):
+    # runs the module's training first (fixtures), then checks nothing leaked into the repository
     assert {p: _state(p) for p in user_mlflow_files} == user_mlflow_files

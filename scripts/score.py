@@ -1,0 +1,26 @@
+"""make score: the MLflow champion (models:/<name>@champion) scores every session of the lake."""
+
+import click
+
+from website_activity.cli import common_options, main_wrapper, settings_from
+from website_activity.lake import silver_path
+from website_activity.score import champion_uri, run_score
+from website_activity.spark import spark_session
+
+
+@click.command()
+@common_options
+@main_wrapper("score")
+def main(profile, port):
+    """Score sessions with the champion: data/predictions (Parquet) and reports/predictions.csv."""
+    settings = settings_from(profile, port)
+    silver_path(settings)  # fail in a second, not after starting Spark
+    with spark_session(settings, "score") as spark:
+        r = run_score(spark, settings)
+    click.echo(f"score: {r['rows']} sessions scored by {champion_uri(settings)} (version {r['version']}, "
+               f"run {r['run_id']}) in {r['seconds']:.1f}s ({r['rows_per_s']:.0f} rows/s), "
+               f"{r['positive']} predicted to buy -> {r['csv']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Evaluation of scored sessions: metrics, the decision threshold, the oracle, and the plots.
+
+Pure functions on NumPy arrays (labels 0/1 and probabilities), so they are exact and
+reproducible: a scored split is small (one row per session) and is collected to the driver.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+EPS = 1e-15
+
+
+def best_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
+    """The probability threshold that maximises F1 on these sessions (ties: the highest threshold).
+
+    Tuned on the validation split, it handles the class imbalance without reweighting the
+    training data, so the probabilities stay calibrated.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    if labels.min() == labels.max():
+        return 0.5
+    precision, recall, thresholds = precision_recall_curve(labels, probs)
+    precision, recall = precision[:-1], recall[:-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    best = np.flatnonzero(f1 == f1.max())[-1]
+    return float(thresholds[best])
+
+
+def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float,
+                   train_positive_rate: float) -> dict[str, float]:
+    """Metrics of one scored split.
+
+    ``baseline_*`` are those of the majority-class baseline: always the training set's majority
+    class (accuracy), and the training set's positive rate as the probability (log loss, Brier).
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    labels = labels.astype(float)
+    n = len(labels)
+    pred = probs >= threshold
+    pos = labels == 1.0
+    tp, fp = int(np.sum(pred & pos)), int(np.sum(pred & ~pos))
+    fn, tn = int(np.sum(~pred & pos)), int(np.sum(~pred & ~pos))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    positive_rate = float(pos.mean())
+    both = 0.0 < positive_rate < 1.0
+    clipped = np.clip(probs, EPS, 1 - EPS)
+    base = min(max(train_positive_rate, EPS), 1 - EPS)
+    return {
+        "roc_auc": float(roc_auc_score(labels, probs)) if both else math.nan,
+        "pr_auc": float(average_precision_score(labels, probs)) if both else math.nan,
+        "log_loss": float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))),
+        "brier": float(np.mean((probs - labels) ** 2)),
+        "accuracy": (tp + tn) / n,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "tp": float(tp), "fp": float(fp), "fn": float(fn), "tn": float(tn),
+        "positive_rate": positive_rate,
+        "baseline_accuracy": positive_rate if train_positive_rate >= 0.5 else 1.0 - positive_rate,
+        "baseline_log_loss": float(-np.mean(labels * math.log(base) + (1 - labels) * math.log(1 - base))),
+        "baseline_brier": float(np.mean((train_positive_rate - labels) ** 2)),
+        "rows": float(n),
+    }
+
+
+def oracle_metrics(labels: np.ndarray, probs: np.ndarray, p_true: np.ndarray) -> dict[str, float]:
+    """The true model's AUC on these sessions, the fitted model's AUC on the same ones, and the gap.
+
+    Args:
+        labels: Observed labels of the sessions that have a ground truth (complete ones).
+        probs: The fitted model's probabilities for them.
+        p_true: The generator's true conversion probabilities for them.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    if len(labels) == 0 or labels.min() == labels.max():
+        return {}
+    oracle, model = float(roc_auc_score(labels, p_true)), float(roc_auc_score(labels, probs))
+    return {"oracle_roc_auc": oracle, "oracle_model_roc_auc": model, "oracle_gap": oracle - model,
+            "oracle_brier": float(np.mean((p_true - labels) ** 2)), "oracle_sessions": float(len(labels))}
+
+
+# -- plots (matplotlib, Agg backend: no display needed) ----------------------------------------
+def _figure() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(5.5, 4.5), dpi=100)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_roc(labels: np.ndarray, probs: np.ndarray, path: Path, oracle: tuple | None = None) -> Path:
+    """ROC curve of the model (and of the true probabilities, when known)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = _figure()
+    fpr, tpr, _ = roc_curve(labels, probs)
+    ax.plot(fpr, tpr, label=f"model (AUC {roc_auc_score(labels, probs):.3f})")
+    if oracle is not None:
+        o_labels, o_probs = oracle
+        fpr, tpr, _ = roc_curve(o_labels, o_probs)
+        ax.plot(fpr, tpr, "--", label=f"true probabilities (AUC {roc_auc_score(o_labels, o_probs):.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test split")
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_pr(labels: np.ndarray, probs: np.ndarray, path: Path) -> Path:
+    """Precision-recall curve, with the positive rate as the no-skill line."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    fig, ax = _figure()
+    precision, recall, _ = precision_recall_curve(labels, probs)
+    ax.plot(recall, precision, label=f"model (AP {average_precision_score(labels, probs):.3f})")
+    ax.axhline(labels.mean(), linestyle=":", color="grey", label="positive rate")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, test split")
+    ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def plot_confusion(metrics: dict[str, float], threshold: float, path: Path) -> Path:
+    """The confusion matrix at the chosen threshold."""
+    fig, ax = _figure()
+    cells = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]])
+    ax.imshow(cells, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cells):
+        ax.text(j, i, f"{int(v)}", ha="center", va="center",
+                color="white" if v > cells.max() / 2 else "black")
+    ax.set_xticks([0, 1], ["no purchase", "purchase"])
+    ax.set_yticks([0, 1], ["no purchase", "purchase"])
+    ax.set(xlabel="predicted", ylabel="actual", title=f"Confusion matrix, threshold {threshold:.3f}")
+    return _save(fig, path)
+
+
+def plot_calibration(labels: np.ndarray, probs: np.ndarray, path: Path, bins: int = 10) -> Path:
+    """Mean predicted probability against the observed rate, per quantile bin."""
+    from sklearn.calibration import calibration_curve
+
+    fig, ax = _figure()
+    observed, predicted = calibration_curve(labels, probs, n_bins=bins, strategy="quantile")
+    ax.plot(predicted, observed, "o-", label="model")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    ax.set(xlabel="mean predicted probability", ylabel="observed purchase rate",
+           title="Calibration, test split")
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def plot_coefficients(names: Sequence[str], coefs: Sequence[float], path: Path) -> Path:
+    """The logistic regression's coefficients (per standard deviation), largest first."""
+    order = np.argsort(np.abs(np.asarray(coefs)))
+    fig, ax = _figure()
+    fig.set_size_inches(6.5, max(3.0, 0.28 * len(names) + 1))
+    ax.barh([names[i] for i in order], [coefs[i] for i in order],
+            color=["tab:green" if coefs[i] > 0 else "tab:red" for i in order])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set(xlabel="coefficient (log odds per standard deviation)", title="Logistic regression")
+    return _save(fig, path)

@@ -1,0 +1,113 @@
+"""Score: the registry's champion (``models:/<name>@champion``) on every session of the lake.
+
+Batch scoring: the same session features as training (:func:`website_activity.features.session_features`)
+from silver, the champion's pipeline (with its tuned threshold), and two outputs:
+
+* ``paths.predictions`` (Parquet): ``session_id, user_id, probability, prediction, actual``;
+* ``<reports>/predictions.csv``: the same columns, sorted by ``session_id``.
+
+``actual`` is the observed label (1.0 when the session has a purchase in the lake). A session still
+in progress has no purchase yet: its ``actual`` is what is known so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from website_activity.config import Settings
+from website_activity.errors import PipelineError, first_line
+from website_activity.features import session_features
+from website_activity.lake import read_silver
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ("session_id", "user_id", "probability", "prediction", "actual")
+
+
+def champion_uri(settings: Settings) -> str:
+    conf = settings["mlflow"]
+    return f"models:/{conf['registered_model']}@{conf['champion_alias']}"
+
+
+def load_champion(settings: Settings) -> tuple[Any, Any]:
+    """The champion's Spark ``PipelineModel`` and its model version.
+
+    Raises:
+        PipelineError: There is no registered model or no champion yet (``make train`` first).
+    """
+    import mlflow
+    import mlflow.spark
+    from mlflow.tracking import MlflowClient
+
+    from website_activity.registry import champion
+
+    conf = settings["mlflow"]
+    client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+    try:
+        version = champion(client, conf["registered_model"], conf["champion_alias"])
+    except Exception as exc:
+        raise PipelineError(f"MLflow at {settings.tracking_uri}: {first_line(exc)}") from exc
+    if version is None:
+        raise PipelineError(f"no model holds {champion_uri(settings)} in {settings.tracking_uri}: "
+                            "run make train (a version becomes champion when it passes the promotion rule)")
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    try:
+        model = mlflow.spark.load_model(champion_uri(settings))
+    except Exception as exc:
+        raise PipelineError(f"cannot load {champion_uri(settings)}: {first_line(exc)}") from exc
+    return model, version
+
+
+def predictions(model: Any, features: "DataFrame") -> "DataFrame":
+    """``session_id, user_id, probability, prediction, actual`` for each row of the feature table.
+
+    ``prediction`` and ``actual`` are 0/1 integers (``actual`` is null without a label).
+    """
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    actual = F.col("label") if "label" in features.columns else F.lit(None)
+    return model.transform(features).select(
+        "session_id", "user_id", vector_to_array("probability")[1].alias("probability"),
+        F.col("prediction").cast("int").alias("prediction"), actual.cast("int").alias("actual"))
+
+
+def run_score(spark: "SparkSession", settings: Settings) -> dict[str, Any]:
+    """Score every session of silver with the champion and write the predictions.
+
+    Returns:
+        ``rows``, ``seconds``, ``rows_per_s``, ``version``, ``run_id``, ``csv`` and ``parquet`` paths.
+
+    Raises:
+        PipelineError: Silver is missing, or there is no champion.
+    """
+    silver = read_silver(spark, settings)
+    model, version = load_champion(settings)
+    started = time.monotonic()
+    scored = predictions(model, session_features(silver)).orderBy("session_id")
+    parquet = settings.path("predictions")
+    try:
+        scored.coalesce(1).write.mode("overwrite").parquet(str(parquet))
+    except Exception as exc:
+        raise PipelineError(f"cannot write {parquet}: {first_line(exc)}") from exc
+    frame = spark.read.parquet(str(parquet)).orderBy("session_id").toPandas()
+    out = settings.path("reports")
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / "predictions.csv"
+    tmp = csv.with_name(f".{csv.name}.tmp")
+    frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
+    os.replace(tmp, csv)
+    seconds = time.monotonic() - started
+    rows = len(frame)
+    log.info("scored %d sessions with version %s in %.1f s", rows, version.version, seconds)
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds if seconds else float("inf"),
+            "version": str(version.version), "run_id": version.run_id, "csv": Path(csv),
+            "parquet": Path(parquet), "positive": int((frame["prediction"] == 1).sum())}
