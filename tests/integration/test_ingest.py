@@ -12,12 +12,15 @@ from kafka import KafkaProducer
 
 from tests.conftest import make_settings
 from tests.unit.test_ingest import poison
-from website_activity.generator import EventGenerator
+from website_activity.generator import FAULT_KINDS, EventGenerator
 from website_activity.ingest import ledger_entries, run_ingest, summary_path
 from website_activity.produce import encode, run_produce, split_events
 from website_activity.topics import create_topics
 
 pytestmark = pytest.mark.integration
+
+# The generator's own faults off: these tests send their own duplicates and poison and count them.
+NO_FAULTS = {f"generator__faults__{kind}": 0.0 for kind in FAULT_KINDS}
 
 
 def produced(settings, events: int, seed: int) -> list[dict]:
@@ -38,7 +41,7 @@ def send(settings, records: list[tuple[str, bytes | None, bytes | None]]) -> Non
 def test_a_mixed_stream_reconciles_exactly_and_a_second_run_adds_no_duplicates(spark, broker, tmp_path) -> None:
     s = make_settings(tmp_path, kafka__port=broker.port, kafka__controller_port=broker.controller_port,
                       topics__names=[f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"],
-                      spark__max_offsets_per_trigger=700)
+                      spark__max_offsets_per_trigger=700, **NO_FAULTS)
     create_topics(s)
     run_produce(s, 2000, seed=3)
     events = produced(s, 2000, seed=3)

@@ -20,10 +20,14 @@ from tests.conftest import make_settings
 from tests.integration.test_ingest import produced
 from website_activity.ingest import ledger_dir, summary_path
 from website_activity.lake import MARKERS
+from website_activity.generator import FAULT_KINDS
 from website_activity.produce import encode, run_produce
 from website_activity.topics import create_topics
 
 pytestmark = pytest.mark.integration
+
+# The generator's own faults off: these tests send their own duplicates and poison and count them.
+NO_FAULTS = {f"generator__faults__{kind}": 0.0 for kind in FAULT_KINDS}
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 1500
 
@@ -99,7 +103,7 @@ def wait_for(predicate, proc: subprocess.Popen, log: Path, timeout: float = 300)
 
 def test_sigkill_mid_stream_three_times_then_restart_loses_and_doubles_nothing(broker, tmp_path) -> None:
     s = make_settings(tmp_path, kafka__port=broker.port, kafka__controller_port=broker.controller_port,
-                      topics__names=[f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"])
+                      topics__names=[f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"], **NO_FAULTS)
     create_topics(s)
     run_produce(s, EVENTS, seed=21)
     events = produced(s, EVENTS, seed=21)
