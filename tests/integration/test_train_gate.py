@@ -20,7 +20,7 @@ from website_activity.validate import check_gate, run_validate
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 3000
+EVENTS = 8000
 EXPERIMENT = "test-train-gate"
 
 
