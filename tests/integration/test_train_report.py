@@ -26,7 +26,7 @@ from website_activity.errors import PipelineError
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 6000
+EVENTS = 10000
 EXPERIMENT = "test-train-report"
 MODEL = "test-purchase-model"
 
@@ -144,11 +144,7 @@ def test_model_beats_the_baseline_and_stays_near_the_oracle(trained: dict, stage
     m = trained["metrics"]
     # the generator's conversion depends on cart adds, product views, device and returning users
     assert m["roc_auc"] > 0.65
-    # log loss (a proper scoring rule) beats the base rate; the Brier score is reported, not
-    # asserted: at a ~5 % base rate on a few hundred test sessions it sits within noise of the
-    # baseline's (seen: 0.0459 vs 0.0453), a calibration question left to the bench at 1M events
-    assert m["log_loss"] < m["baseline_log_loss"]
-    assert 0.0 <= m["brier"] < 0.25 and 0.0 <= m["baseline_brier"] < 0.25
+    assert m["log_loss"] < m["baseline_log_loss"] and m["brier"] < m["baseline_brier"]
     assert m["f1"] > 0.0 and 0.0 < m["threshold"] < 1.0
     # the true probabilities rank better than any fitted model, up to sampling noise; the gap is
     # bounded by three standard errors of an AUC on this many test sessions (Hanley & McNeil)
