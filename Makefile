@@ -73,7 +73,7 @@ train: env ## session features -> tuned logistic regression, tracked and registe
 score: env ## the MLflow champion scores every session -> data/predictions, reports/predictions.csv
 	@$(PY) scripts/score.py $(COMMON)
 
-report: env ## CSV reports into reports/
+report: env ## CSV reports (Power BI ready) and the offline dashboard reports/index.html
 	@$(PY) scripts/report.py $(COMMON)
 
 all: setup ## the whole pipeline from scratch: broker, reset, topics, produce, ingest, validate, train, score, report
@@ -95,5 +95,5 @@ test: env ## the test suite (unit, integration with a real broker and Spark, end
 	.venv/bin/python -m pytest tests
 
 clean: kafka-down cluster-down ## remove generated data, reports, MLflow runs and the embedded broker's storage
-	rm -rf data/bronze data/silver data/quarantine data/gold data/ground_truth data/checkpoints data/_validation data/_runs data/features data/predictions reports/*.csv models/metrics.json \
+	rm -rf data/bronze data/silver data/quarantine data/gold data/ground_truth data/checkpoints data/_validation data/_runs data/features data/predictions reports/*.csv reports/index.html models/metrics.json \
 	       reports/data_docs gx/uncommitted mlflow.db mlruns .kafka .cluster models/*/

@@ -1,23 +1,25 @@
-"""make report: CSV summaries of data/silver and of the MLflow runs, into reports/."""
+"""make report: the CSV reports and the offline dashboard (reports/index.html), from the lake and MLflow."""
 
 import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
+from website_activity.lake import silver_path
+from website_activity.privacy import ip_pseudonymiser
 from website_activity.report import run_report
 from website_activity.spark import spark_session
-from website_activity.lake import silver_path
 
 
 @click.command()
 @common_options
 @main_wrapper("report")
 def main(profile, port):
-    """Write traffic_by_page.csv, traffic_by_device.csv and model_metrics.csv."""
+    """Write the CSVs of reports/README.md and reports/index.html."""
     settings = settings_from(profile, port)
     silver_path(settings)  # fail in a second, not after starting Spark
+    ip_pseudonymiser(settings)  # so does a hash mode without its key
     with spark_session(settings, "report") as spark:
         paths = run_report(spark, settings)
-    click.echo(f"report: {len(paths)} files in {paths[0].parent}: {', '.join(p.name for p in paths)}")
+    click.echo(f"report: {len(paths)} files in {paths[0].parent}; open {paths[-1]}")
 
 
 if __name__ == "__main__":

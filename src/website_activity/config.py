@@ -270,6 +270,8 @@ def _check_semantics(data: dict[str, Any]) -> None:
             raise ConfigError(f"schema.enums: '{enum}' is not a declared field")
     if not 0.0 < data["train"]["test_fraction"] < 1.0:
         raise ConfigError("train.test_fraction must be between 0 and 1")
+    if "report" in data and data["report"]["ip_mode"] not in ("truncate", "hash"):
+        raise ConfigError(f"report.ip_mode must be 'truncate' or 'hash', got {data['report']['ip_mode']!r}")
     if "validation" in data:
         _check_validation(data["validation"], data["schema"]["enums"].get("device_type"))
 

@@ -1,37 +1,86 @@
-"""Report: CSV summaries of the traffic in silver and of the MLflow runs, into ``paths.reports``.
+"""Report: the CSVs users load into Power BI or a spreadsheet, and the offline dashboard.
 
-* ``traffic_by_page.csv``: ``page_url, events, users, sessions``, busiest page first.
-* ``traffic_by_device.csv``: ``device_type, events, users, sessions, share`` (share of events).
-* ``model_metrics.csv``: one row per run of ``mlflow.experiment``, oldest first (test metrics,
-  validation ROC AUC, oracle AUC and gap when known, chosen params, registered version, promotion).
+``make report`` reads the lake (silver, gold), the run manifests (``produce.json``,
+``ingest.json``), the latest validation and the MLflow runs, and writes into ``paths.reports``
+(``reports/README.md`` documents every column):
 
-Each file is UTF-8 with a header row, written whole under a temporary name and then renamed,
-so a reader never sees half a report.
+=========================== ==================================================================
+file                        one row per
+=========================== ==================================================================
+traffic_by_page.csv         page URL
+traffic_by_device.csv       device type
+traffic_by_browser.csv      browser
+traffic_by_local_hour.csv   weekday x hour in the visitor's own time zone
+traffic_per_minute.csv      minute x device x action (gold)
+funnel.csv                  funnel step (sessions reaching it, conversion from the step before)
+sessions_summary.csv        session
+top_users.csv               one of the most active users
+model_metrics.csv           MLflow run of the experiment (champion or not, AUC, gap to oracle)
+coefficients.csv            model input of the champion (or the latest run)
+five_vs.csv                 measured figure of the 5Vs (volume, velocity, variety, veracity, value)
+index.html                  the dashboard: one self-contained page (see website_activity.dashboard)
+=========================== ==================================================================
+
+``data_quality.csv`` (and the Data Docs) come from ``make validate``, ``predictions.csv`` from
+``make score``; the dashboard links them. Report overwrites only its own files.
+
+Every CSV is UTF-8 with a header row, comma-separated, timestamps ISO-8601 UTC
+(``2026-01-05T08:00:00.000Z``), written whole under a temporary name and renamed, so a reader
+never sees half a file. No report shows a raw IP address (:mod:`website_activity.privacy`).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
+import math
 import os
+import tempfile
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
-from website_activity.lake import read_silver
+from website_activity.errors import PipelineError, first_line
+from website_activity.lake import has_parquet, read_silver, table_stats
+from website_activity.privacy import ip_pseudonymiser
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
 RUN_METRICS = ("roc_auc", "pr_auc", "accuracy", "f1", "log_loss", "brier", "precision", "recall",
-               "threshold", "baseline_accuracy", "val_roc_auc", "oracle_roc_auc", "oracle_gap")
+               "threshold", "baseline_accuracy", "positive_rate", "val_roc_auc", "oracle_roc_auc",
+               "oracle_gap")
 RUN_PARAMS = ("reg_param", "elastic_net_param", "max_iter", "seed", "test_fraction", "rows",
               "sessions")
-RUN_TAGS = ("registered_version", "promotion")
-MODEL_METRICS_HEADER = ("run_id", "start_time", "status", *RUN_METRICS, *RUN_PARAMS, *RUN_TAGS)
+RUN_TAGS = ("registered_version", "promotion", "validation_status")
+MODEL_METRICS_HEADER = ("run_id", "start_time", "status", "champion", *RUN_METRICS, *RUN_PARAMS, *RUN_TAGS)
+COEFFICIENTS_HEADER = ("run_id", "version", "champion", "feature", "coefficient", "odds_ratio", "rank")
+FIVE_VS_HEADER = ("v", "measure", "value", "unit", "source")
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+FUNNEL = (("session", "sessions with at least one event"),
+          ("product_view", "viewed a product page (/product/)"),
+          ("add_to_cart", "added a product to the cart"),
+          ("checkout", "reached /checkout"),
+          ("purchase", "purchased"))
+# The path of a page URL (the whole value when it is a bare path).
+PATH_REGEX = r"^(?:[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)?([^?#]*)"
+SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "year": 365 * 86400}
+REPORT_FILES = ("traffic_by_page.csv", "traffic_by_device.csv", "traffic_by_browser.csv",
+                "traffic_by_local_hour.csv", "traffic_per_minute.csv", "funnel.csv", "sessions_summary.csv",
+                "top_users.csv", "model_metrics.csv", "coefficients.csv", "five_vs.csv", "index.html")
+
+
+# -- aggregates of the lake (Spark) ---------------------------------------------------------
+def _page_path() -> Any:
+    from pyspark.sql import functions as F
+
+    return F.regexp_extract("page_url", PATH_REGEX, 1)
 
 
 def traffic_by_page(silver: "DataFrame") -> "DataFrame":
@@ -44,49 +93,276 @@ def traffic_by_page(silver: "DataFrame") -> "DataFrame":
             .orderBy(F.desc("events"), "page_url"))
 
 
-def traffic_by_device(silver: "DataFrame") -> "DataFrame":
-    """Events, distinct users and sessions per device type, with each type's share of events."""
+def traffic_by(silver: "DataFrame", column: str) -> "DataFrame":
+    """Events, distinct users and sessions per value of ``column``, with each value's share of events."""
     from pyspark.sql import functions as F
 
-    counts = silver.groupBy("device_type").agg(
+    counts = silver.groupBy(column).agg(
         F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users"),
         F.countDistinct("session_id").alias("sessions"))
     # A cross join with the one-row total, not a window over everything (Spark warns about those).
     total = counts.agg(F.sum("events").alias("total"))
     return (counts.crossJoin(total)
-            .select("device_type", "events", "users", "sessions",
+            .select(column, "events", "users", "sessions",
                     F.round(F.col("events") / F.col("total"), 4).alias("share"))
-            .orderBy(F.desc("events"), "device_type"))
+            .orderBy(F.desc("events"), column))
 
 
-def model_runs(settings: Settings) -> list[dict[str, Any]]:
-    """The runs of ``mlflow.experiment`` as rows of :data:`MODEL_METRICS_HEADER`, oldest first.
+def traffic_by_device(silver: "DataFrame") -> "DataFrame":
+    return traffic_by(silver, "device_type")
 
-    An experiment that does not exist yet (no training so far) has no runs.
+
+def traffic_by_local_hour(silver: "DataFrame") -> "DataFrame":
+    """Events, sessions and purchases per weekday and hour of the event in its own time zone."""
+    from pyspark.sql import functions as F
+
+    local = F.from_utc_timestamp("timestamp", F.col("timezone"))
+    names = F.element_at(F.array(*[F.lit(d) for d in WEEKDAYS]), F.weekday(local) + 1)
+    return (silver.select(F.weekday(local).alias("local_weekday"), names.alias("weekday"),
+                          F.hour(local).alias("local_hour"), "session_id", "action_type")
+            .groupBy("local_weekday", "weekday", "local_hour")
+            .agg(F.count(F.lit(1)).alias("events"), F.countDistinct("session_id").alias("sessions"),
+                 F.sum((F.col("action_type") == "purchase").cast("long")).alias("purchases"))
+            .orderBy("local_weekday", "local_hour"))
+
+
+def session_table(silver: "DataFrame") -> "DataFrame":
+    """One row per session: its first event's attributes, times, counts and funnel flags."""
+    from pyspark.sql import functions as F
+
+    path, action = _page_path(), F.col("action_type")
+
+    def reached(condition: Any) -> Any:
+        return F.max(F.when(condition, 1).otherwise(0)).cast("boolean")
+
+    first = F.min(F.struct("timestamp", "event_id", "user_id", "device_type", "browser", "timezone",
+                           "ip_address"))
+    return (silver.groupBy("session_id")
+            .agg(first.alias("first"),
+                 F.min("timestamp").alias("start_time"), F.max("timestamp").alias("end_time"),
+                 F.count(F.lit(1)).alias("events"), F.countDistinct("page_url").alias("pages"),
+                 reached((action == "view") & path.startswith("/product/")).alias("product_view"),
+                 reached(action == "add_to_cart").alias("add_to_cart"),
+                 reached(path == "/checkout").alias("checkout"),
+                 reached(action == "purchase").alias("purchase"),
+                 reached(F.col("is_late")).alias("is_late"))
+            .select("session_id", F.col("first.user_id").alias("user_id"), "start_time", "end_time",
+                    (F.unix_millis("end_time") - F.unix_millis("start_time")).alias("duration_ms"),
+                    "events", "pages", F.col("first.device_type").alias("device_type"),
+                    F.col("first.browser").alias("browser"), F.col("first.timezone").alias("timezone"),
+                    F.col("first.ip_address").alias("ip_address"),
+                    "product_view", "add_to_cart", "checkout", "purchase", "is_late"))
+
+
+def funnel(sessions: "DataFrame") -> list[dict[str, Any]]:
+    """Sessions reaching each step of :data:`FUNNEL`, their share of all sessions and the
+    conversion from the step before."""
+    from pyspark.sql import functions as F
+
+    row = sessions.agg(F.count(F.lit(1)).alias("session"),
+                       *[F.sum(F.col(step).cast("long")).alias(step) for step, _ in FUNNEL[1:]]).first()
+    counts = [int(row[step] or 0) for step, _ in FUNNEL]
+    out, previous = [], None
+    for i, ((step, meaning), n) in enumerate(zip(FUNNEL, counts)):
+        out.append({"step": i + 1, "stage": step, "meaning": meaning, "sessions": n,
+                    "share_of_sessions": round(n / counts[0], 4) if counts[0] else 0.0,
+                    "conversion_from_previous": (round(n / previous, 4) if previous else
+                                                 (1.0 if previous is None and n else 0.0))})
+        previous = n
+    return out
+
+
+def top_users(sessions: "DataFrame", limit: int) -> "DataFrame":
+    """The ``limit`` users with the most events: sessions, purchases, first and last seen, their
+    device and browser (of their first session) and address (of their latest session)."""
+    from pyspark.sql import functions as F
+
+    return (sessions.groupBy("user_id")
+            .agg(F.sum("events").alias("events"), F.count(F.lit(1)).alias("sessions"),
+                 F.sum(F.col("purchase").cast("long")).alias("purchases"),
+                 F.min("start_time").alias("first_seen"), F.max("end_time").alias("last_seen"),
+                 F.min(F.struct("start_time", "device_type", "browser")).alias("first"),
+                 F.max(F.struct("start_time", "ip_address")).alias("latest"))
+            .select("user_id", "events", "sessions", "purchases", "first_seen", "last_seen",
+                    F.col("first.device_type").alias("device_type"), F.col("first.browser").alias("browser"),
+                    F.col("latest.ip_address").alias("ip_address"))
+            .orderBy(F.desc("events"), "user_id")
+            .limit(limit))
+
+
+# -- the MLflow side ------------------------------------------------------------------------
+@dataclass
+class ModelInfo:
+    """What the dashboard shows of the model: the runs, and the run it features."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    run: dict[str, Any] | None = None        # the champion's run, else the latest finished one
+    experiment_id: str | None = None
+    champion_version: str | None = None
+    coefficients: list[dict[str, Any]] = field(default_factory=list)
+    images: dict[str, bytes] = field(default_factory=dict)  # roc_curve.png ... from the run
+    note: str = ""
+
+
+def model_info(settings: Settings) -> ModelInfo:
+    """The runs of ``mlflow.experiment`` (oldest first), the champion, and the featured run's
+    coefficients and ROC plot (from its ``evaluation/`` artifacts).
+
+    An experiment that does not exist yet (no training so far) gives no runs, not an error.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    conf = settings["mlflow"]
     uri = settings.tracking_uri
-    name = settings["mlflow"]["experiment"]
-    experiment = MlflowClient(uri).get_experiment_by_name(name)
+    try:
+        client = MlflowClient(uri, registry_uri=uri)
+        experiment = client.get_experiment_by_name(conf["experiment"])
+    except Exception as exc:
+        raise PipelineError(f"cannot read the MLflow store {uri}: {first_line(exc)}") from exc
+    info = ModelInfo()
     if experiment is None:
-        log.warning("no MLflow experiment '%s' at %s yet: model_metrics.csv has no rows", name, uri)
-        return []
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(experiment_ids=[experiment.experiment_id], output_format="list",
-                              order_by=["attributes.start_time ASC"])
-    rows = []
+        info.note = f"no MLflow experiment '{conf['experiment']}' at {uri} yet (run make train)"
+        log.warning("%s: model_metrics.csv and coefficients.csv have no rows", info.note)
+        return info
+    info.experiment_id = experiment.experiment_id
+    try:
+        version = client.get_model_version_by_alias(conf["registered_model"], conf["champion_alias"])
+        info.champion_version, champion_run = str(version.version), version.run_id
+    except MlflowException:
+        champion_run = None
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"],
+                              max_results=10000)
     for run in runs:
         started = datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc)
-        row: dict[str, Any] = {"run_id": run.info.run_id,
-                               "start_time": started.isoformat(timespec="seconds"),
-                               "status": run.info.status}
+        row: dict[str, Any] = {"run_id": run.info.run_id, "start_time": iso(started),
+                               "status": run.info.status,
+                               "champion": str(run.info.run_id == champion_run).lower()}
         row.update({m: run.data.metrics.get(m) for m in RUN_METRICS})
         row.update({p: run.data.params.get(p) for p in RUN_PARAMS})
         row.update({t: run.data.tags.get(t) for t in RUN_TAGS})
-        rows.append(row)
+        info.runs.append(row)
+    finished = [r for r in info.runs if r["status"] == "FINISHED" and r["roc_auc"] is not None]
+    featured = ([r for r in finished if r["run_id"] == champion_run] or finished[-1:] or [None])[0]
+    info.run = featured
+    if featured is None:
+        info.note = "no finished training run yet"
+        return info
+    info.note = ("the champion" if featured["run_id"] == champion_run else
+                 "the latest run (there is no champion)")
+    with tempfile.TemporaryDirectory(prefix="wa-report-") as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(run_id=featured["run_id"], artifact_path="evaluation",
+                                                             dst_path=tmp, tracking_uri=uri))
+        except Exception as exc:  # a run without artifacts still has metrics to show
+            log.warning("run %s: no evaluation artifacts (%s)", featured["run_id"], first_line(exc))
+            return info
+        for name in ("roc_curve.png", "pr_curve.png", "calibration.png"):
+            if (local / name).is_file():
+                info.images[name] = (local / name).read_bytes()
+        if (local / "coefficients.csv").is_file():
+            with (local / "coefficients.csv").open(encoding="utf-8") as f:
+                body = [r for r in csv.DictReader(f) if r["feature"] != "(intercept)"]
+            body.sort(key=lambda r: -abs(float(r["coefficient"])))
+            for rank, r in enumerate(body, 1):
+                coef = float(r["coefficient"])
+                info.coefficients.append({
+                    "run_id": featured["run_id"], "version": featured["registered_version"] or "",
+                    "champion": featured["champion"], "feature": r["feature"], "coefficient": round(coef, 6),
+                    "odds_ratio": round(math.exp(coef), 6), "rank": rank})
+    return info
+
+
+# -- the 5Vs --------------------------------------------------------------------------------
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def five_vs(settings: Settings, *, silver_rows: int, traffic_seconds: float, model: ModelInfo,
+            validation: dict[str, Any] | None, produce: dict[str, Any] | None,
+            ingest: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The 5Vs of the original write-up, each from a figure measured in this run.
+
+    ``traffic_seconds`` is the span of the events' own times in silver (simulated traffic).
+    """
+    rows: list[dict[str, Any]] = []
+
+    def add(v: str, measure: str, value: Any, unit: str, source: str) -> None:
+        if isinstance(value, float):
+            value = round(value, 6)
+        rows.append({"v": v, "measure": measure, "value": value, "unit": unit, "source": source})
+
+    silver = table_stats(settings.path("silver"))
+    add("volume", "silver rows", silver_rows, "events", "silver")
+    add("volume", "silver size", silver["bytes"], "bytes", "silver Parquet files")
+    add("volume", "silver files", silver["files"], "files", "silver Parquet files")
+    add("volume", "traffic span", round(traffic_seconds, 3), "seconds", "silver event times (max - min)")
+    if produce:
+        add("volume", "JSON sent", produce.get("bytes", 0), "bytes", "produce.json")
+    if traffic_seconds > 0:
+        per_second = silver["bytes"] / traffic_seconds
+        for unit, seconds in SECONDS.items():
+            add("volume", f"silver growth per {unit}", per_second * seconds, "bytes", "silver size / traffic span")
+        add("velocity", "traffic rate", silver_rows / traffic_seconds, "events/s of traffic",
+            "silver rows / traffic span")
+    if produce:
+        add("velocity", "produced", produce.get("rate", 0.0), "records/s", "produce.json (both producers)")
+        for t in produce.get("topics", []):
+            if t.get("seconds"):
+                add("velocity", f"produced to {t['topic']}", t["sent"] / t["seconds"], "records/s", "produce.json")
+    if ingest:
+        add("velocity", "ingested", ingest.get("rate", 0.0), "records/s", "ingest.json (last run)")
+    for f in settings.schema_fields:
+        add("variety", f"field {f['name']}", f["type"], "required" if f.get("required") else "optional",
+            "schema.fields")
+    add("variety", "sources", len(settings.topics), "topics", "topics.names")
+    if validation:
+        total = int(validation.get("expectations") or 0)
+        failed = len(validation.get("failures") or [])
+        if total:
+            add("veracity", "expectations passed", 100.0 * (total - failed) / total, "%", "latest validation")
+        add("veracity", "validation status", validation.get("status", "unknown"), "", "latest validation")
+    if ingest and ingest.get("records_read"):
+        read = ingest["records_read"]
+        add("veracity", "quarantined", 100.0 * ingest["quarantined"] / read, "% of records read", "ingest.json")
+        add("veracity", "duplicates removed", 100.0 * ingest["duplicates_removed"] / read, "% of records read",
+            "ingest.json")
+        add("veracity", "reconciled", str(bool(ingest.get("reconciled"))).lower(),
+            "records read = silver + quarantined + duplicates", "ingest.json")
+    run = model.run
+    if run:
+        auc, pr, rate = run.get("roc_auc"), run.get("pr_auc"), run.get("positive_rate")
+        if auc is not None:
+            add("value", "ROC AUC lift over chance", auc - 0.5, "AUC points", f"MLflow run {run['run_id']}")
+        if pr is not None and rate:
+            add("value", "PR AUC lift over the base rate", pr / rate, "x", f"MLflow run {run['run_id']}")
+        if run.get("accuracy") is not None and run.get("baseline_accuracy") is not None:
+            add("value", "accuracy over the majority baseline", run["accuracy"] - run["baseline_accuracy"],
+                "points", f"MLflow run {run['run_id']}")
+        if run.get("oracle_gap") is not None:
+            add("value", "ROC AUC gap to the true probabilities", run["oracle_gap"], "AUC points",
+                f"MLflow run {run['run_id']}")
+        for c in [c for c in model.coefficients if abs(c["coefficient"]) >= 1e-6][:3]:
+            direction = "raises" if c["coefficient"] > 0 else "lowers"
+            add("value", f"insight: {c['feature']} {direction} the odds of a purchase", c["odds_ratio"],
+                "odds ratio per standard deviation", "coefficients.csv")
     return rows
+
+
+# -- writing --------------------------------------------------------------------------------
+def iso(value: Any) -> str:
+    """A timestamp as ISO-8601 UTC with milliseconds; naive values are UTC (Spark's session zone)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _write_atomically(path: Path, write: Any) -> Path:
@@ -97,35 +373,136 @@ def _write_atomically(path: Path, write: Any) -> Path:
     return path
 
 
-def _write_frame(df: "DataFrame", path: Path) -> Path:
-    # Aggregates are small (a row per page or device): pandas writes them in one piece.
-    frame = df.toPandas()
+def write_rows(path: Path, header: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -> Path:
+    def write(f: Any) -> None:
+        writer = csv.DictWriter(f, fieldnames=list(header), lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    return _write_atomically(path, write)
+
+
+def write_frame(frame: "pd.DataFrame", path: Path) -> Path:
+    """A pandas frame as CSV; datetime columns as ISO-8601 UTC strings."""
+    import pandas as pd
+
+    frame = frame.copy()
+    for column in frame.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            frame[column] = frame[column].map(iso)
     return _write_atomically(path, lambda f: frame.to_csv(f, index=False, lineterminator="\n"))
 
 
+@dataclass
+class ReportData:
+    """Everything the dashboard shows (the CSVs' frames and the run's figures)."""
+
+    out: Path
+    kpis: dict[str, Any]
+    frames: dict[str, "pd.DataFrame"]
+    funnel: list[dict[str, Any]]
+    five_vs: list[dict[str, Any]]
+    model: ModelInfo
+    validation: dict[str, Any] | None
+    ingest: dict[str, Any] | None
+    quality: list[dict[str, str]]
+    links: dict[str, str]
+    generated_at: str
+
+
 def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
-    """Write the three CSV reports into ``paths.reports`` (created if missing).
+    """Write every report of :data:`REPORT_FILES` into ``paths.reports`` (created if missing).
 
     Returns:
         The paths written.
 
     Raises:
-        PipelineError: Silver is missing or empty.
+        PipelineError: Silver is missing or empty, ``report.ip_mode`` is ``hash`` without a key,
+            or the MLflow store cannot be read.
     """
-    silver = read_silver(spark, settings)
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from website_activity import dashboard
+
+    pseudonym = ip_pseudonymiser(settings)  # a missing key fails before any Spark work
+    model = model_info(settings)
+    silver = read_silver(spark, settings).persist()
+    sessions = session_table(silver).persist()
     out = settings.path("reports")
-    out.mkdir(parents=True, exist_ok=True)
-    written = [
-        _write_frame(traffic_by_page(silver), out / "traffic_by_page.csv"),
-        _write_frame(traffic_by_device(silver), out / "traffic_by_device.csv"),
-    ]
-    runs = model_runs(settings)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"cannot create {out}: {exc.strerror}") from exc
+    try:
+        totals = silver.agg(F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users"),
+                            F.min("timestamp").alias("first"), F.max("timestamp").alias("last")).first()
+        frames: dict[str, pd.DataFrame] = {
+            "traffic_by_page": traffic_by_page(silver).toPandas(),
+            "traffic_by_device": traffic_by(silver, "device_type").toPandas(),
+            "traffic_by_browser": traffic_by(silver, "browser").toPandas(),
+            "traffic_by_local_hour": traffic_by_local_hour(silver).toPandas(),
+        }
+        steps = funnel(sessions)
+        users = top_users(sessions, int(settings["report"]["top_users"])).toPandas()
+        summary = sessions.orderBy("start_time", "session_id").toPandas()
+    finally:
+        sessions.unpersist()
+        silver.unpersist()
+    gold_path = settings.path("gold")
+    if has_parquet(gold_path):
+        frames["traffic_per_minute"] = (spark.read.parquet(str(gold_path)).drop("event_date")
+                                        .orderBy("window_start", "device_type", "action_type").toPandas())
+    else:
+        frames["traffic_per_minute"] = pd.DataFrame(columns=["window_start", "window_end", "device_type",
+                                                             "action_type", "events", "users", "sessions"])
+    summary["duration_s"] = summary.pop("duration_ms") / 1000.0
+    summary["ip_pseudonym"] = summary.pop("ip_address").map(pseudonym)
+    users["ip_pseudonym"] = users.pop("ip_address").map(pseudonym)
+    users.insert(0, "rank", range(1, len(users) + 1))
+    frames["sessions_summary"] = summary[["session_id", "user_id", "start_time", "end_time", "duration_s", "events",
+                                          "pages", "device_type", "browser", "timezone", "ip_pseudonym",
+                                          "product_view", "add_to_cart", "checkout", "purchase", "is_late"]]
+    frames["top_users"] = users
 
-    def write_runs(f: Any) -> None:
-        writer = csv.DictWriter(f, fieldnames=MODEL_METRICS_HEADER, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(runs)
+    runs_dir = settings.path("runs")
+    produce, ingest = _read_json(runs_dir / "produce.json"), _read_json(runs_dir / "ingest.json")
+    validation = _read_json(settings.path("validation") / "latest.json")
+    traffic_seconds = ((totals["last"] - totals["first"]).total_seconds()
+                       if totals["first"] is not None else 0.0)
+    vs = five_vs(settings, silver_rows=int(totals["events"]), traffic_seconds=traffic_seconds, model=model,
+                 validation=validation, produce=produce, ingest=ingest)
 
-    written.append(_write_atomically(out / "model_metrics.csv", write_runs))
-    log.info("reports in %s (%d MLflow runs)", out, len(runs))
+    written = [write_frame(frame, out / f"{name}.csv") for name, frame in frames.items()]
+    written.append(write_rows(out / "funnel.csv", ("step", "stage", "meaning", "sessions", "share_of_sessions",
+                                                   "conversion_from_previous"), steps))
+    written.append(write_rows(out / "model_metrics.csv", MODEL_METRICS_HEADER, model.runs))
+    written.append(write_rows(out / "coefficients.csv", COEFFICIENTS_HEADER, model.coefficients))
+    written.append(write_rows(out / "five_vs.csv", FIVE_VS_HEADER, vs))
+
+    quality_csv = out / "data_quality.csv"
+    quality: list[dict[str, str]] = []
+    if quality_csv.is_file():
+        with quality_csv.open(encoding="utf-8") as f:
+            quality = list(csv.DictReader(f))
+    sessions_n = steps[0]["sessions"]
+    read = (ingest or {}).get("records_read") or 0
+    run = model.run or {}
+    kpis = {
+        "events": int(totals["events"]), "users": int(totals["users"]), "sessions": sessions_n,
+        "conversion_rate": steps[-1]["sessions"] / sessions_n if sessions_n else 0.0,
+        "quarantine_rate": (ingest or {}).get("quarantined", 0) / read if read else None,
+        "roc_auc": run.get("roc_auc"), "oracle_roc_auc": run.get("oracle_roc_auc"),
+        "first_event": iso(totals["first"]), "last_event": iso(totals["last"]),
+    }
+    ui = settings["report"]["mlflow_ui_url"] or f"http://127.0.0.1:{settings['mlflow']['ui_port']}"
+    links = {"data_docs": "data_docs/index.html" if (out / "data_docs" / "index.html").is_file() else "",
+             "predictions": "predictions.csv" if (out / "predictions.csv").is_file() else "",
+             "data_quality": "data_quality.csv" if quality_csv.is_file() else "",
+             "mlflow_run": (f"{ui.rstrip('/')}/#/experiments/{model.experiment_id}/runs/{run['run_id']}"
+                            if run else "")}
+    data = ReportData(out=out, kpis=kpis, frames=frames, funnel=steps, five_vs=vs, model=model,
+                      validation=validation, ingest=ingest, quality=quality, links=links,
+                      generated_at=iso(datetime.now(timezone.utc)))
+    written.append(dashboard.write_dashboard(data, settings, out / "index.html"))
+    log.info("reports in %s (%d files, %d MLflow runs)", out, len(written), len(model.runs))
     return written

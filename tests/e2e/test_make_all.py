@@ -7,6 +7,7 @@ own data/, mlflow.db, reports/ and broker (on free ports), so nothing of the use
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import sqlite3
@@ -16,7 +17,10 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
+from tests.browser import open_page
+from tests.integration.test_report import raw_ip_hits
 from website_activity.broker import free_port
+from website_activity.report import REPORT_FILES
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +80,41 @@ def finished_runs(repo: Path) -> int:
         return db.execute("select count(*) from runs where status = 'FINISHED'").fetchone()[0]
 
 
-def test_make_all_twice_reconciles_and_reproduces(repo: Path) -> None:
+def check_reports(repo: Path, tmp_path: Path) -> None:
+    """What `make all` leaves in reports/: every report, 5Vs that agree with the run's manifests,
+    no raw IP address anywhere, and a dashboard that renders in headless Chromium."""
+
+    reports = repo / "reports"
+    assert {f for f in REPORT_FILES} <= {p.name for p in reports.iterdir()}
+    produce = json.loads((repo / "data" / "_runs" / "produce.json").read_text())
+    ingest = json.loads((repo / "data" / "_runs" / "ingest.json").read_text())
+    vs = {(r["v"], r["measure"]): r["value"] for r in read_csv(reports / "five_vs.csv")}
+    assert int(vs[("volume", "silver rows")]) == ingest["silver"] == EVENTS
+    assert int(vs[("volume", "JSON sent")]) == produce["bytes"]
+    assert int(vs[("volume", "silver size")]) == ingest["tables"]["silver"]["bytes"]
+    assert float(vs[("velocity", "produced")]) == pytest.approx(produce["rate"])
+    assert float(vs[("velocity", "ingested")]) == pytest.approx(ingest["rate"])
+    assert float(vs[("veracity", "quarantined")]) == pytest.approx(
+        100 * ingest["quarantined"] / ingest["records_read"], abs=1e-5)
+    assert vs[("veracity", "reconciled")] == "true" and float(vs[("veracity", "expectations passed")]) == 100.0
+    per_s, per_min = float(vs[("volume", "silver growth per second")]), float(vs[("volume", "silver growth per minute")])
+    assert per_min == pytest.approx(60 * per_s, rel=1e-4) and per_s > 0
+    runs = read_csv(reports / "model_metrics.csv")
+    assert [r["champion"] for r in runs] == ["true"]
+    assert float(vs[("value", "ROC AUC lift over chance")]) == pytest.approx(float(runs[0]["roc_auc"]) - 0.5, abs=1e-5)
+    assert len(read_csv(reports / "coefficients.csv")) > 5
+
+    ips = {ip for ip in ds.dataset(repo / "data" / "silver", format="parquet", partitioning="hive")
+           .to_table(columns=["ip_address"]).column("ip_address").to_pylist()}
+    assert len(ips) > 100 and raw_ip_hits(reports, ips) == []
+
+    page = open_page(reports / "index.html", tmp_path / "dashboard.png")
+    assert page.console_errors == [] and page.page_errors == []
+    assert len(page.charts) == 8 and all(c["natural"] > 0 and c["width"] > 100 for c in page.charts), page.charts
+    assert "Data Docs" in page.text and "MLflow run" in page.text
+
+
+def test_make_all_twice_reconciles_and_reproduces(repo: Path, tmp_path: Path) -> None:
     first = make(repo, "all", f"EVENTS={EVENTS}")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     ids = silver_ids(repo)
@@ -92,6 +130,7 @@ def test_make_all_twice_reconciles_and_reproduces(repo: Path) -> None:
     quality = read_csv(reports / "data_quality.csv")
     assert quality and {r["success"] for r in quality} == {"true"}
     assert (reports / "data_docs" / "index.html").is_file()
+    check_reports(repo, tmp_path)
     # make validate regenerated gx/ from the config: byte for byte what is committed (no drift)
     for committed in [ROOT / "gx" / "great_expectations.yml", *sorted((ROOT / "gx").rglob("*.json"))]:
         regenerated = repo / committed.relative_to(ROOT)

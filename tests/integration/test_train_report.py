@@ -250,16 +250,16 @@ def test_score_writes_predictions_of_the_champion(spark, worse: dict, trained: d
     assert spark.read.parquet(str(stage_settings.path("predictions"))).count() == r["rows"]
 
 
-def test_report_writes_the_three_csvs(spark, worse: dict, trained: dict, stage_settings: Settings):
-    from website_activity.report import MODEL_METRICS_HEADER, run_report
+def test_report_shows_the_runs_and_the_champion(spark, worse: dict, trained: dict, stage_settings: Settings):
+    from website_activity.report import COEFFICIENTS_HEADER, MODEL_METRICS_HEADER, REPORT_FILES, run_report
 
     paths = run_report(spark, stage_settings)
 
     out = stage_settings.path("reports")
-    assert [p.name for p in paths] == ["traffic_by_page.csv", "traffic_by_device.csv", "model_metrics.csv"]
-    assert all(p.parent == out for p in paths)
-    tables = {p.name: list(csv.DictReader(p.open(encoding="utf-8", newline=""))) for p in paths}
-    headers = {p.name: p.read_text(encoding="utf-8").splitlines()[0] for p in paths}
+    assert sorted(p.name for p in paths) == sorted(REPORT_FILES) and all(p.parent == out for p in paths)
+    tables = {p.name: list(csv.DictReader(p.open(encoding="utf-8", newline=""))) for p in paths
+              if p.suffix == ".csv"}
+    headers = {p.name: p.read_text(encoding="utf-8").splitlines()[0] for p in paths if p.suffix == ".csv"}
     assert headers["traffic_by_page.csv"] == "page_url,events,users,sessions"
     assert headers["traffic_by_device.csv"] == "device_type,events,users,sessions,share"
     assert headers["model_metrics.csv"] == ",".join(MODEL_METRICS_HEADER)
@@ -274,7 +274,27 @@ def test_report_writes_the_three_csvs(spark, worse: dict, trained: dict, stage_s
     assert len(mine) == 1
     assert float(mine[0]["roc_auc"]) == pytest.approx(trained["metrics"]["roc_auc"])
     assert float(mine[0]["oracle_roc_auc"]) == pytest.approx(trained["metrics"]["oracle_roc_auc"])
-    assert mine[0]["promotion"] == "promoted" and mine[0]["start_time"].endswith("+00:00")
+    assert float(mine[0]["oracle_gap"]) == pytest.approx(trained["metrics"]["oracle_gap"])
+    assert mine[0]["promotion"] == "promoted" and mine[0]["start_time"].endswith("Z")
+    # exactly one run holds the champion version, and it is the one the registry names
+    champion = client(stage_settings).get_model_version_by_alias(MODEL, "champion")
+    assert [r["run_id"] for r in runs if r["champion"] == "true"] == [champion.run_id]
+    assert worse["run_id"] != champion.run_id
+
+    coefs = tables["coefficients.csv"]
+    assert headers["coefficients.csv"] == ",".join(COEFFICIENTS_HEADER)
+    assert {r["run_id"] for r in coefs} == {champion.run_id} and {r["champion"] for r in coefs} == {"true"}
+    assert [int(r["rank"]) for r in coefs] == list(range(1, len(coefs) + 1))
+    magnitudes = [abs(float(r["coefficient"])) for r in coefs]
+    assert magnitudes == sorted(magnitudes, reverse=True) and magnitudes[0] > 0
+    assert all(float(r["odds_ratio"]) == pytest.approx(math.exp(float(r["coefficient"])), rel=1e-4) for r in coefs)
+    vs = {(r["v"], r["measure"]): r for r in tables["five_vs.csv"]}
+    champion_row = next(r for r in runs if r["champion"] == "true")
+    assert float(vs[("value", "ROC AUC lift over chance")]["value"]) == pytest.approx(
+        float(champion_row["roc_auc"]) - 0.5, abs=1e-5)
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert 'alt="ROC curve" src="data:image/png;base64,' in html  # the run's own plot, embedded
+    assert f"/runs/{champion.run_id}" in html  # the link to the run in the MLflow UI
 
 
 def test_mlflow_ui_answers_and_lists_the_run(trained: dict, stage_settings: Settings, tmp_path):
