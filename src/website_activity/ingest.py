@@ -72,6 +72,7 @@ REASONS = {
     "out_of_viewport": "a click outside its device's viewport (validation.viewports)",
     "unexpected_coordinates": "an event that is not a click carries coordinates other than -1",
     "future_time": "the event time is after the ingest time plus validation.clock_skew_s",
+    "bad_timezone": "the timezone is not a region-based zone ID of the JVM (Europe/Paris)",
 }
 """Quarantine reason codes, checked in this order (a record gets the first that applies)."""
 NO_COORDINATE = -1
@@ -143,10 +144,26 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
     if "timestamp" in names:
         skew = settings["validation"]["clock_skew_s"]
         rules.append((e("timestamp") > F.col("ingest_time") + F.expr(f"INTERVAL {skew} SECONDS"), "future_time"))
+    if "timezone" in names:
+        # Local hours (features, reports) convert with this zone: one unknown to the JVM would fail
+        # every later Spark job on the lake, so it is quarantined here.
+        rules.append((~e("timezone").isin(*jvm_time_zones(raw)), "bad_timezone"))
     reason = F.coalesce(*[F.when(cond, F.lit(code)) for cond, code in rules])
     return df.withColumn("quarantine_reason", reason).select(
         *names, *KAFKA_COLUMNS, "ingest_time", "key",
         F.when(F.col("quarantine_reason").isNotNull(), F.col("value")).alias("value"), "quarantine_reason")
+
+
+_ZONES: tuple[str, ...] = ()
+
+
+def jvm_time_zones(df: "DataFrame") -> tuple[str, ...]:
+    """The region-based time zone IDs of the JVM that runs Spark (``java.time.ZoneId``), sorted."""
+    global _ZONES
+    if not _ZONES:
+        jvm = df.sparkSession.sparkContext._jvm
+        _ZONES = tuple(sorted(str(z) for z in jvm.java.time.ZoneId.getAvailableZoneIds()))
+    return _ZONES
 
 
 def quarantine_message(settings: Settings) -> "Column":
@@ -183,6 +200,10 @@ def quarantine_message(settings: Settings) -> "Column":
                .when(kind == "unexpected_coordinates", F.format_string(
                    f"a %s event carries coordinates (%d, %d); only clicks may (others {NO_COORDINATE}, "
                    f"{NO_COORDINATE})", "action_type", x, y)))
+    if "timezone" in names:
+        msg = msg.when(kind == "bad_timezone", F.format_string(
+            "timezone %s is not a region-based time zone ID (such as Europe/Paris)",
+            F.substring(F.col("timezone"), 1, 80)))
     if "timestamp" in names:
         msg = msg.when(kind == "future_time", F.format_string(
             f"event time %s is more than {skew} s after the ingest time %s",

@@ -67,6 +67,8 @@ def poison(settings) -> list[tuple[bytes | None, str]]:
         (json.dumps(dict(view, click_coordinates_x=10, click_coordinates_y=10)).encode(), "unexpected_coordinates"),
         (json.dumps(dict(good, page_url=good["page_url"] + "?" + "x" * limit)).encode(), "too_large"),
         (json.dumps(dict(good, timestamp=future)).encode(), "future_time"),
+        (json.dumps(dict(good, timezone="Mars/Olympus_Mons")).encode(), "bad_timezone"),
+        (json.dumps(dict(good, timezone="<script>")).encode(), "bad_timezone"),
     ]
 
 
@@ -88,6 +90,7 @@ def test_each_poison_kind_gets_its_reason_code(spark, settings) -> None:
     assert rows[13].message.startswith("click at (") and "viewport" in rows[13].message
     assert str(settings["ingest"]["max_record_bytes"]) in rows[16].message
     assert len(rows[16].value) > settings["ingest"]["max_record_bytes"]
+    assert rows[18].message.startswith("timezone Mars/Olympus_Mons is not a region-based time zone ID")
 
 
 def silver_rows(spark, settings, events, offsets=None):
