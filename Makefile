@@ -92,7 +92,7 @@ mlflow-ui: env ## the MLflow UI on http://127.0.0.1:5000 (mlflow.ui_port) over m
 	@$(PY) scripts/mlflow_ui.py $(COMMON)
 
 test: env ## the test suite (unit, integration with a real broker and Spark, end to end)
-	.venv/bin/python -m pytest tests
+	.venv/bin/python -m pytest tests --durations=25
 
 clean: kafka-down cluster-down ## remove generated data, reports, MLflow runs and the embedded broker's storage
 	rm -rf data/bronze data/silver data/quarantine data/gold data/ground_truth data/checkpoints data/_validation data/_runs data/features data/predictions reports/*.csv reports/index.html models/metrics.json \
