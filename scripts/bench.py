@@ -27,12 +27,15 @@ from website_activity.cli import common_options, main_wrapper, settings_from
               help="Scratch folder for the broker and the lake, kept (default: a temp folder, removed).")
 @main_wrapper("bench")
 def main(profile, port, events, quick, runs, seed, out_dir, workdir):
-    """Run the pipeline's stages and their baselines; write bench.json, bench.csv and print a table."""
+    """Run the pipeline's stages and their baselines; write bench.json, bench.csv and print a table
+    (each stage's output in bench_logs/ beside them)."""
     settings = settings_from(profile, port)
     if quick:
         events = QUICK_EVENTS
-    bench = run_bench(settings, profile, events, runs=runs, seed=seed, workdir=workdir)
-    js, cs = write_outputs(bench, out_dir or settings.path("reports"))
+    out_dir = out_dir or settings.path("reports")
+    bench = run_bench(settings, profile, events, runs=runs, seed=seed, workdir=workdir,
+                      logs=out_dir / "bench_logs")
+    js, cs = write_outputs(bench, out_dir)
     click.echo(table(bench))
     click.echo(f"bench: wrote {js} and {cs}")
 
