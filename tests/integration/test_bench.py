@@ -1,8 +1,10 @@
 """`make bench` runs end to end and writes well-formed figures (no assertion on timings).
 
-Runs ``scripts/bench.py`` with 20,000 events (not the 100k of ``--quick``: on a loaded 2-core
-machine that would take well over the ~4 minutes this test may use) and one run per baseline, with
-its own broker and scratch lake in a temp folder, and its output in another.
+Runs ``scripts/bench.py`` with 20,000 events, not the 100,000 of ``--quick`` (which took 8.5
+minutes on the shared 2-core machine), and one run per baseline, with its own broker and scratch
+lake in a temp folder and its output in another. It still takes about 5 minutes there (305 s at a
+load average of 5-7), more than the 4 aimed at: most of it is the seven stages' process and Spark
+starts, which fewer events would not shorten.
 """
 
 from __future__ import annotations
