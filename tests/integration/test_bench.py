@@ -1,6 +1,6 @@
 """`make bench` runs end to end and writes well-formed figures (no assertion on timings).
 
-Runs ``scripts/bench.py`` with 20,000 events, not the 100,000 of ``--quick`` (which took 8.5
+Runs ``scripts/bench.py`` with 20,000 events, not the 100,000 of ``--quick`` (which took about 10
 minutes on the shared 2-core machine), and one run per baseline, with its own broker and scratch
 lake in a temp folder and its output in another. It still takes about 5 minutes there (305 s at a
 load average of 5-7), more than the 4 aimed at: most of it is the seven stages' process and Spark
