@@ -8,6 +8,8 @@ FORCE   ?=
 DURATION ?=
 RATE    ?=
 START   ?=
+BENCH_EVENTS ?= 1000000
+QUICK   ?=
 
 PY      := .venv/bin/python
 export WA_ROOT := $(CURDIR)
@@ -17,11 +19,11 @@ export PROFILE
 
 .DEFAULT_GOAL := help
 .PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest stream validate train \
-        score report all mlflow-ui test clean cluster-up cluster-down cluster-status
+        score report all bench mlflow-ui test clean cluster-up cluster-down cluster-status
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: EVENTS SEED PROFILE PORT FORCE DURATION RATE START (see README.md)"
+	@echo "  variables: EVENTS SEED PROFILE PORT FORCE DURATION RATE START BENCH_EVENTS QUICK (see README.md)"
 
 setup: ## create .venv with the pinned packages and fetch the JVM jars (idempotent)
 	@bash scripts/setup.sh
@@ -87,6 +89,9 @@ all: setup ## the whole pipeline from scratch: broker, reset, topics, produce, i
 	@$(MAKE) --no-print-directory score
 	@$(MAKE) --no-print-directory report
 	@echo "all: done. Reports in reports/, runs in mlflow.db (make mlflow-ui). The broker is still up: make kafka-down"
+
+bench: env ## the stages beside their baselines on a broker and lake of its own -> reports/bench.json, bench.csv (BENCH_EVENTS; QUICK=1: 100k)
+	@$(PY) scripts/bench.py $(COMMON) --events $(BENCH_EVENTS) $(if $(QUICK),--quick)
 
 mlflow-ui: env ## the MLflow UI on http://127.0.0.1:5000 (mlflow.ui_port) over mlflow.db and mlruns/
 	@$(PY) scripts/mlflow_ui.py $(COMMON)

@@ -498,6 +498,11 @@ def run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool = Fals
                duration_s: float | None = None, stop: threading.Event | None = None) -> IngestResult:
     """Consume the topics into the lake, then rebuild gold and write the run's summary.
 
+    While it runs, whole-stage code generation is as ``ingest.whole_stage_codegen`` says (off by
+    default: the parse and rules make one generated method too large for the JIT to compile, and
+    it runs about 4x slower than the expressions evaluated one by one; see README "Performance").
+    The session's setting is restored afterwards.
+
     Args:
         spark: The session.
         settings: The merged configuration.
@@ -511,6 +516,21 @@ def run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool = Fals
         PipelineError: The broker cannot be reached, the streaming query fails, or the lake does
             not reconcile.
     """
+    key = "spark.sql.codegen.wholeStage"
+    before = spark.conf.get(key, None)
+    # set before the query starts: the query runs its batches in a clone of the session
+    spark.conf.set(key, str(bool(settings["ingest"]["whole_stage_codegen"])).lower())
+    try:
+        return _run_ingest(spark, settings, stream=stream, duration_s=duration_s, stop=stop)
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+
+
+def _run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool,
+                duration_s: float | None, stop: threading.Event | None) -> IngestResult:
     checkpoint = settings.path("checkpoints") / "ingest"
     _check_checkpoint(settings, checkpoint)
     entries = ledger_entries(settings)

@@ -25,7 +25,7 @@ no records-read count: the equation's column is null and GX skips it (logged as 
 Validation always covers the whole lake, not only the partitions new since the last run:
 uniqueness of ``event_id`` is a property of the whole table (a replay lands in another
 partition), and a million rows take well under a minute on ``local[2]``
-(``scripts/bench_validate.py``).
+(``make bench``).
 
 Each suite runs in two passes (see :func:`validate_frames`): pass/fail for every expectation,
 then counts and example values for the failed ones and those with ``mostly``. So the Data Docs
