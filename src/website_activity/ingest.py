@@ -448,6 +448,8 @@ class IngestResult:
 
 
 def read_kafka_stream(spark: "SparkSession", settings: Settings) -> "DataFrame":
+    from website_activity.spark import kafka_options
+
     s = settings["spark"]
     timeout_ms = str(settings["kafka"]["request_timeout_s"] * 1000)
     return (
@@ -459,6 +461,7 @@ def read_kafka_stream(spark: "SparkSession", settings: Settings) -> "DataFrame":
         .option("maxOffsetsPerTrigger", str(s["max_offsets_per_trigger"]))
         .option("kafka.request.timeout.ms", timeout_ms)
         .option("kafka.default.api.timeout.ms", timeout_ms)
+        .options(**kafka_options(settings))  # kafka.security: TLS and the SCRAM login, if set
         .load()
     )
 

@@ -31,7 +31,7 @@ from typing import Any
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
 from website_activity.generator import CHUNK, FAULT_KINDS, EventGenerator, parse_start
-from website_activity.topics import no_broker_message
+from website_activity.topics import client_config, no_broker_message
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5
@@ -87,6 +87,7 @@ def make_producer(settings: Settings, client_id: str) -> Any:
             compression_type=p["compression_type"] or None,
             bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms,
             request_timeout_ms=timeout_ms, delivery_timeout_ms=max(4 * timeout_ms, 60000),
+            **client_config(settings),
         )
     except (KafkaError, OSError) as exc:
         raise PipelineError(no_broker_message(settings, exc)) from exc

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
@@ -13,6 +14,36 @@ if TYPE_CHECKING:
     from kafka import KafkaAdminClient
 
 log = logging.getLogger(__name__)
+
+
+def ca_file(settings: Settings) -> Path:
+    """The PEM file of the CA that signed the broker's certificate (``kafka.security.ca_file``, or
+    the embedded broker's own CA, made by ``make kafka-up``)."""
+    conf = settings["kafka"]["security"]["ca_file"]
+    if conf:
+        p = Path(conf)
+        return p if p.is_absolute() else settings.root / p
+    return settings.path("kafka_home") / "tls" / "ca.pem"
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """kafka-python settings for ``kafka.security``: none for PLAINTEXT; TLS (the CA's certificate,
+    host name checked) and a SCRAM login for SASL_SSL.
+
+    Raises:
+        PipelineError: SASL_SSL without the CA's certificate.
+    """
+    sec = settings["kafka"]["security"]
+    if sec["protocol"] == "PLAINTEXT":
+        return {}
+    ca = ca_file(settings)
+    if not ca.is_file():
+        hint = ("start the broker with 'make kafka-up PROFILE=secure' (it makes the CA)"
+                if settings["kafka"]["mode"] == "embedded" else "set kafka.security.ca_file")
+        raise PipelineError(f"kafka.security.protocol is SASL_SSL but the CA certificate {ca} is missing: {hint}")
+    return {"security_protocol": "SASL_SSL", "sasl_mechanism": sec["sasl_mechanism"],
+            "sasl_plain_username": sec["username"], "sasl_plain_password": sec["password"],
+            "ssl_cafile": str(ca), "ssl_check_hostname": True}
 
 
 def admin_client(settings: Settings) -> "KafkaAdminClient":
@@ -24,7 +55,7 @@ def admin_client(settings: Settings) -> "KafkaAdminClient":
     try:
         return KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
                                 request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
-                                client_id="website-activity-admin")
+                                client_id="website-activity-admin", **client_config(settings))
     except (KafkaError, OSError) as exc:
         raise PipelineError(no_broker_message(settings, exc)) from exc
 
@@ -94,3 +125,27 @@ def delete_topics(settings: Settings, timeout_s: float = 60.0) -> list[str]:
         return doomed
     finally:
         admin.close()
+
+
+def check_topics(settings: Settings) -> None:
+    """The broker answers and every configured topic exists (ingest's check before Spark starts).
+
+    Spark's Kafka source would wait on a broker that does not answer, and read nothing from a topic
+    that does not exist; this says so in one line instead.
+
+    Raises:
+        PipelineError: No broker answers, or a topic is missing.
+    """
+    from kafka.errors import KafkaError
+
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+    except (KafkaError, OSError) as exc:
+        raise PipelineError(no_broker_message(settings, exc)) from exc
+    finally:
+        admin.close()
+    missing = [t for t in settings.topics if t not in existing]
+    if missing:
+        raise PipelineError(f"topic{'s' if len(missing) > 1 else ''} {', '.join(repr(t) for t in missing)} "
+                            f"not found on {settings.bootstrap_servers}: run 'make topics'")
