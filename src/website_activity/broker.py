@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from website_activity.config import Settings
+from website_activity.config import Settings, require_credentials
 from website_activity.errors import PipelineError
 from website_activity.jvm import jars, java_executable
 
@@ -181,7 +181,11 @@ class EmbeddedBroker:
                 f"ssl.keystore.location={store}", "ssl.keystore.type=PKCS12",
                 f"ssl.keystore.password={password}", f"ssl.key.password={password}",
                 f"ssl.truststore.location={self.tls_dir / 'ca.pem'}", "ssl.truststore.type=PEM",
-                "ssl.client.auth=none", "ssl.endpoint.identification.algorithm=https"]
+                "ssl.client.auth=none", "ssl.endpoint.identification.algorithm=https",
+                # a refused login is answered at once: with Kafka's delayed close (100 ms) the
+                # refusal reaches kafka-python only now and then, and users get "no broker" instead
+                # of "wrong password". The listener is on loopback: guessing is local anyway.
+                "connection.failed.authentication.delay.ms=0"]
 
     def _store_password(self) -> str:
         from website_activity.tls import store_password
@@ -202,6 +206,7 @@ class EmbeddedBroker:
         """``--add-scram`` arguments of the storage format: the broker's user and the pipeline's."""
         if not self.secure:
             return []
+        require_credentials(self.security)
         mech, s = self.security["sasl_mechanism"], self.security
         users = [(BROKER_USER, self._broker_password()), (s["username"], s["password"])]
         out = []

@@ -284,10 +284,6 @@ def _check_semantics(data: dict[str, Any]) -> None:
         if sec["sasl_mechanism"] not in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
             raise ConfigError(f"kafka.security.sasl_mechanism must be SCRAM-SHA-512 or SCRAM-SHA-256, "
                               f"got {sec['sasl_mechanism']!r}")
-        if not sec["username"] or not sec["password"]:
-            missing = "username" if not sec["username"] else "password"
-            raise ConfigError(f"kafka.security.protocol is SASL_SSL but kafka.security.{missing} is empty: "
-                              f"set it in conf/local/*.yaml or WA__KAFKA__SECURITY__{missing.upper()}")
     if data["run"]["events"] < 0:
         raise ConfigError(f"run.events must be >= 0, got {data['run']['events']}")
     if not data["topics"]["names"]:
@@ -311,6 +307,19 @@ def _check_semantics(data: dict[str, Any]) -> None:
         raise ConfigError("train.test_fraction must be between 0 and 1")
     if "validation" in data:
         _check_validation(data["validation"], data["schema"]["enums"].get("device_type"))
+
+
+def require_credentials(security: dict[str, Any]) -> None:
+    """A SASL_SSL client (or the broker that creates its user) needs a username and a password;
+    stopping a broker or reading its status does not, so this is checked where they are used.
+
+    Raises:
+        ConfigError: One of them is empty.
+    """
+    if security["protocol"] == "SASL_SSL" and not (security["username"] and security["password"]):
+        missing = "username" if not security["username"] else "password"
+        raise ConfigError(f"kafka.security.protocol is SASL_SSL but kafka.security.{missing} is empty: "
+                          f"set it in conf/local/*.yaml or WA__KAFKA__SECURITY__{missing.upper()}")
 
 
 def _is_number(value: Any) -> bool:
