@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
+from website_activity.failpoints import failpoint
 from website_activity.schema import field_names, required_fields, spark_schema
 
 if TYPE_CHECKING:
@@ -386,6 +387,7 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
     done = ledger_entry(settings, batch_id)
     if done is not None:
         return BatchStats(**done, replayed=True)
+    failpoint("batch.start")  # crash tests: the batch's offsets are in the checkpoint, nothing written
     start = time.monotonic()
     spark = kafka.sparkSession
     silver, quarantine_table = settings.path("silver"), settings.path("quarantine")
@@ -503,6 +505,7 @@ def run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool = Fals
         if previous is not None and previous["batch_id"] >= batch_id:
             previous = next((e for e in reversed(ledger_entries(settings)) if e["batch_id"] < batch_id), None)
         stats = process_batch(kafka, batch_id, settings, previous)
+        failpoint("batch.before_commit")  # crash tests: the batch complete, Spark's commit not written
         state["previous"] = ledger_entry(settings, batch_id)
         state["batches"].append(stats)
         rate = stats.records_read / stats.seconds if stats.seconds else 0.0

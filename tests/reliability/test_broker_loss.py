@@ -22,7 +22,7 @@ from website_activity.topics import create_topics
 
 pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = 12000
+EVENTS = 8000
 MALFORMED = ("not_json", "truncated_json", "missing_field", "wrong_type", "unknown_enum", "out_of_viewport",
              "oversize")
 
@@ -57,7 +57,7 @@ def test_sigkill_the_broker_mid_produce_then_restart_loses_nothing(own_broker, s
                        WA__KAFKA__CONTROLLER_PORT=str(own_broker.controller_port),
                        WA__TOPICS__NAMES=json.dumps(s.topics))
     log = tmp_path / "produce.log"
-    # rate-limited, so the producers are mid-stream when the broker dies (about 8 s of sending)
+    # rate-limited, so the producers are mid-stream when the broker dies (about 5 s of sending)
     producing = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "produce.py"), "--events", str(EVENTS),
                                   "--seed", "5", "--rate", "1500"], cwd=ROOT, env=env, stdout=log.open("w"),
                                  stderr=subprocess.STDOUT)
