@@ -100,5 +100,6 @@ test: env ## the test suite (unit, integration with a real broker and Spark, end
 	.venv/bin/python -m pytest tests --durations=25
 
 clean: kafka-down cluster-down ## remove generated data, reports, MLflow runs and the embedded broker's storage
+	@if [ -x $(PY) ]; then $(PY) scripts/broker.py --profile secure down; fi
 	rm -rf data/bronze data/silver data/quarantine data/gold data/ground_truth data/checkpoints data/_validation data/_runs data/features data/predictions reports/*.csv reports/index.html models/metrics.json \
-	       reports/data_docs gx/uncommitted mlflow.db mlruns .kafka .cluster models/*/
+	       reports/data_docs gx/uncommitted mlflow.db mlruns .kafka .kafka-secure .cluster models/*/

@@ -27,7 +27,7 @@ def main(profile, port, action):
         click.echo("broker: stopped" if stopped else "broker: was not running")
     else:
         pid = broker.pid()
-        if pid is not None and broker_ready(broker.bootstrap):
+        if pid is not None and broker_ready(broker.bootstrap, **broker.client_config()):
             click.echo(f"broker: up at {broker.bootstrap} (pid {pid})")
         elif pid is not None:
             raise PipelineError(f"broker process {pid} runs but does not answer at {broker.bootstrap}")

@@ -7,7 +7,9 @@ import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
 from website_activity.ingest import run_ingest, summary_path
-from website_activity.spark import spark_session
+from website_activity.preflight import check_writable
+from website_activity.spark import spark_java, spark_session
+from website_activity.topics import check_topics
 
 
 @click.command()
@@ -27,6 +29,10 @@ def main(profile, port, stream, duration, max_offsets):
     duplicates removed, late events, file sizes; exits non-zero if they do not reconcile.
     """
     settings = settings_from(profile, port, **{"spark.max_offsets_per_trigger": max_offsets})
+    # fail in seconds, not after starting Spark: the JVM and jars, the lake's folders, the broker and topics
+    spark_java(settings)
+    check_writable(settings, "bronze", "silver", "quarantine", "gold", "runs", "checkpoints")
+    check_topics(settings)
     stop = threading.Event()
     if stream:
         def request_stop(signum, _frame):

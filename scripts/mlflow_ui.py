@@ -1,4 +1,5 @@
-"""make mlflow-ui: the MLflow UI over the project's tracking store, on 127.0.0.1 and mlflow.ui_port."""
+"""make mlflow-ui: the MLflow UI over the project's tracking store, on mlflow.ui_host (127.0.0.1) and
+mlflow.ui_port."""
 
 import os
 import sys
@@ -17,10 +18,11 @@ def main(profile, port, ui_port):
     """Run `mlflow ui` (in the foreground; Ctrl-C stops it) over mlflow.tracking_uri."""
     settings = settings_from(profile, port, **{"mlflow.ui_port": ui_port})
     conf = settings["mlflow"]
-    args = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "ui", "--host", "127.0.0.1",
+    host = conf["ui_host"]
+    args = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "ui", "--host", host,
             "--port", str(conf["ui_port"]), "--backend-store-uri", settings.tracking_uri,
             "--default-artifact-root", artifact_location(settings)]
-    click.echo(f"mlflow-ui: http://127.0.0.1:{conf['ui_port']} over {settings.tracking_uri} (Ctrl-C stops it)",
+    click.echo(f"mlflow-ui: http://{host}:{conf['ui_port']} over {settings.tracking_uri} (Ctrl-C stops it)",
                err=True)
     sys.stdout.flush()
     os.execv(args[0], args)  # the server replaces this process: its pid is the one to stop

@@ -5,6 +5,7 @@ import sys
 import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
+from website_activity.preflight import check_writable
 from website_activity.produce import run_produce
 
 
@@ -30,6 +31,7 @@ def main(profile, port, events, duration, rate, seed, start, progress):
         events = settings["run"]["events"]
     if progress is None:
         progress = settings["producer"]["progress"] and sys.stderr.isatty()
+    check_writable(settings, "runs", "ground_truth")  # before a record is sent, not after the last
     run = run_produce(settings, events, seed, duration=duration, rate=rate, start=start, progress=progress)
     m = run.manifest
     for r in run:

@@ -4,6 +4,7 @@ import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
 from website_activity.lake import silver_path
+from website_activity.preflight import check_tracking_store
 from website_activity.score import champion_uri, run_score
 from website_activity.spark import spark_session
 
@@ -14,6 +15,7 @@ from website_activity.spark import spark_session
 def main(profile, port):
     """Score sessions with the champion: data/predictions (Parquet) and reports/predictions.csv."""
     settings = settings_from(profile, port)
+    check_tracking_store(settings)
     silver_path(settings)  # fail in a second, not after starting Spark
     with spark_session(settings, "score") as spark:
         r = run_score(spark, settings)

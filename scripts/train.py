@@ -4,6 +4,7 @@ import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
 from website_activity.lake import silver_path
+from website_activity.preflight import check_tracking_store
 from website_activity.spark import spark_session
 from website_activity.train import run_train
 from website_activity.validate import require_gate
@@ -29,6 +30,7 @@ def main(profile, port, reg_param, max_iter, seed, log_model, force):
     settings = settings_from(profile, port, **{
         "train.reg_params": list(reg_param) or None, "train.max_iter": max_iter, "train.seed": seed,
         "mlflow.log_model": log_model})
+    check_tracking_store(settings)  # a locked or unreachable store, before minutes of training
     silver_path(settings)  # fail in a second, not after starting Spark
     if not force:
         require_gate(settings)  # refuse in a second, not after starting Spark

@@ -23,11 +23,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from website_activity.config import Settings
+from website_activity.config import Settings, require_credentials
 from website_activity.errors import PipelineError
 from website_activity.jvm import jars, java_executable
 
 log = logging.getLogger(__name__)
+
+BROKER_USER = "kafka-broker"  # the embedded broker's own SCRAM user (inter-broker login)
 
 LOG4J2 = """\
 status = warn
@@ -68,14 +70,15 @@ def _cluster_id() -> str:
             return cid
 
 
-def broker_ready(bootstrap: str, timeout_s: float = 5.0) -> bool:
-    """True when a broker at ``bootstrap`` answers a metadata request."""
+def broker_ready(bootstrap: str, timeout_s: float = 5.0, **client: object) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request (``client``: kafka-python
+    security settings, e.g. :meth:`EmbeddedBroker.client_config`)."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
-                                 bootstrap_timeout_ms=int(timeout_s * 1000))
+                                 bootstrap_timeout_ms=int(timeout_s * 1000), **client)
     except (KafkaError, OSError, ValueError):
         return False
     try:
@@ -107,13 +110,33 @@ class EmbeddedBroker:
     # How error messages name this node's ports and the command that stops it.
     port_keys: tuple[str, str] = ("kafka.port", "kafka.controller_port")
     down_command: str = "make kafka-down"
+    # ``kafka.security``: PLAINTEXT, or SASL_SSL (TLS from <home>/tls, SCRAM users made at format).
+    security: dict | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EmbeddedBroker":
         k = settings["kafka"]
         return cls(home=settings.path("kafka_home"), jvm_dir=settings.path("jvm") / "broker",
                    host=k["host"], port=k["port"], controller_port=k["controller_port"],
-                   heap=k["heap"], startup_timeout_s=float(k["startup_timeout_s"]))
+                   heap=k["heap"], startup_timeout_s=float(k["startup_timeout_s"]),
+                   security=dict(k["security"]))
+
+    @property
+    def secure(self) -> bool:
+        return bool(self.security) and self.security["protocol"] == "SASL_SSL"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
+
+    def client_config(self) -> dict:
+        """kafka-python settings to reach this broker as the configured user (empty for PLAINTEXT)."""
+        if not self.secure:
+            return {}
+        s = self.security
+        return {"security_protocol": "SASL_SSL", "sasl_mechanism": s["sasl_mechanism"],
+                "sasl_plain_username": s["username"], "sasl_plain_password": s["password"],
+                "ssl_cafile": str(self.tls_dir / "ca.pem"), "ssl_check_hostname": True}
 
     # -- files ------------------------------------------------------------------------------
     @property
@@ -132,8 +155,79 @@ class EmbeddedBroker:
     def properties_file(self) -> Path:
         return self.home / "server.properties"
 
-    def properties(self) -> str:
+    def _listener_lines(self) -> list[str]:
         h, p, c = self.host, self.port, self.controller_port
+        if not self.secure:
+            return [f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
+                    f"advertised.listeners=PLAINTEXT://{h}:{p}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"]
+        # One client listener, SASL_SSL: no plaintext port at all. The KRaft controller listener
+        # stays PLAINTEXT on loopback (controllers cannot log in with SCRAM: its users live in the
+        # metadata they serve). The broker logs in to itself as its own user, BROKER_USER.
+        mech = self.security["sasl_mechanism"]
+        store, password = self.tls_dir / "broker.p12", self._store_password()
+        return [f"listeners=SASL_SSL://{h}:{p},CONTROLLER://{h}:{c}",
+                f"advertised.listeners=SASL_SSL://{h}:{p}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=SASL_SSL",
+                "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+                f"sasl.enabled.mechanisms={mech}",
+                f"sasl.mechanism.inter.broker.protocol={mech}",
+                f"listener.name.sasl_ssl.{mech.lower()}.sasl.jaas.config="
+                f"org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{BROKER_USER}" password="{self._broker_password()}";',
+                f"ssl.keystore.location={store}", "ssl.keystore.type=PKCS12",
+                f"ssl.keystore.password={password}", f"ssl.key.password={password}",
+                f"ssl.truststore.location={self.tls_dir / 'ca.pem'}", "ssl.truststore.type=PEM",
+                "ssl.client.auth=none", "ssl.endpoint.identification.algorithm=https",
+                # a refused login is answered at once: with Kafka's delayed close (100 ms) the
+                # refusal reaches kafka-python only now and then, and users get "no broker" instead
+                # of "wrong password". The listener is on loopback: guessing is local anyway.
+                "connection.failed.authentication.delay.ms=0"]
+
+    def _store_password(self) -> str:
+        from website_activity.tls import store_password
+
+        return store_password(self.tls_dir)
+
+    def _broker_password(self) -> str:
+        """The broker's own SCRAM password: random, made once, kept in <home>/tls (mode 0600)."""
+        path = self.tls_dir / "broker-user.pass"
+        if not path.exists():
+            import secrets
+
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(24) + "\n")
+        return path.read_text().strip()
+
+    def _scram_args(self) -> list[str]:
+        """``--add-scram`` arguments of the storage format: the broker's user and the pipeline's."""
+        if not self.secure:
+            return []
+        require_credentials(self.security)
+        mech, s = self.security["sasl_mechanism"], self.security
+        users = [(BROKER_USER, self._broker_password()), (s["username"], s["password"])]
+        out = []
+        for name, password in users:
+            if '"' in name + password:
+                raise PipelineError("kafka.security.username and password must not contain a double quote")
+            out += ["--add-scram", f'{mech}=[name="{name}",password="{password}"]']
+        return out
+
+    def _credentials_digest(self) -> str:
+        """A digest that changes with the users (the storage is re-formatted then); not the password."""
+        if not self.secure:
+            return ""
+        import hashlib
+
+        s = self.security
+        text = "\0".join([s["sasl_mechanism"], s["username"], s["password"], self._broker_password()])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def properties(self) -> str:
+        h, c = self.host, self.controller_port
         rf, min_isr = self.replication, min(2, self.replication)
         quorum = (f"controller.quorum.voters={','.join(f'{n}@{h}:{cp}' for n, cp in self.voters)}"
                   if self.voters else f"controller.quorum.bootstrap.servers={h}:{c}")
@@ -142,11 +236,7 @@ class EmbeddedBroker:
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
             quorum,
-            f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
-            f"advertised.listeners=PLAINTEXT://{h}:{p}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            *self._listener_lines(),
             f"log.dirs={self.home / 'data'}",
             "num.partitions=1",
             "auto.create.topics.enable=false",
@@ -192,14 +282,20 @@ class EmbeddedBroker:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
         (self.home / "log4j2.properties").write_text(LOG4J2)
+        if self.secure:
+            from website_activity.tls import ensure_tls
+
+            ensure_tls(self.tls_dir)
         props = self.properties()
         stamp = self.home / "format.json"
         wanted = {"host": self.host, "port": self.port, "controller_port": self.controller_port,
                   "node_id": self.node_id, "voters": [list(v) for v in self.voters],
                   "cluster_id": self.cluster_id}
+        if self.secure:
+            wanted["credentials"] = self._credentials_digest()
         formatted = (self.home / "data" / "meta.properties").exists()
         if formatted and stamp.exists() and json.loads(stamp.read_text()) == wanted:
-            self.properties_file.write_text(props)
+            self._write_properties(props)
             return
         # The KRaft voter set records the controller's endpoint: a new port needs new storage.
         # The embedded broker's data is disposable (make all recreates the topics).
@@ -207,18 +303,25 @@ class EmbeddedBroker:
             log.warning("embedded broker settings changed: re-formatting %s", self.home / "data")
             import shutil
             shutil.rmtree(self.home / "data")
-        self.properties_file.write_text(props)
+        self._write_properties(props)
         # A lone node formats itself as a one-voter quorum; a cluster node joins the static quorum
         # of ``voters`` under the id every node of the cluster shares.
         mode = [] if self.voters else ["--standalone"]
         out = subprocess.run(
             self._java_cmd("kafka.tools.StorageTool", "format", *mode,
-                           "-t", self.cluster_id or _cluster_id(), "-c", str(self.properties_file)),
+                           "-t", self.cluster_id or _cluster_id(), "-c", str(self.properties_file),
+                           *self._scram_args()),
             capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             last = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
             raise PipelineError(f"formatting the broker storage failed: {last[0][:300]}")
         stamp.write_text(json.dumps(wanted))
+
+    def _write_properties(self, props: str) -> None:
+        """server.properties holds the keystore's and the broker user's passwords: owner only."""
+        self.properties_file.touch(mode=0o600)
+        os.chmod(self.properties_file, 0o600)
+        self.properties_file.write_text(props)
 
     def start(self) -> int:
         """Start the broker and wait until it answers a metadata request.
@@ -243,7 +346,7 @@ class EmbeddedBroker:
         """
         running = self.pid()
         if running is not None:
-            if broker_ready(self.bootstrap):
+            if broker_ready(self.bootstrap, **self.client_config()):
                 log.info("broker already up at %s (pid %d)", self.bootstrap, running)
                 return running
             raise PipelineError(f"a broker process (pid {running}) runs but does not answer at "
@@ -275,7 +378,7 @@ class EmbeddedBroker:
                 self.pid_file.unlink(missing_ok=True)
                 raise PipelineError(f"the broker exited with code {proc.returncode} during startup:\n"
                                     + self.log_tail())
-            if broker_ready(self.bootstrap, timeout_s=2.0):
+            if broker_ready(self.bootstrap, timeout_s=2.0, **self.client_config()):
                 log.info("broker up at %s (pid %d)", self.bootstrap, proc.pid)
                 return proc.pid
             time.sleep(0.5)

@@ -35,6 +35,13 @@ def setup_logging(level: int = logging.INFO) -> None:
                         datefmt="%H:%M:%S", stream=sys.stderr)
     for noisy in ("py4j", "kafka", "great_expectations", "alembic", "mlflow", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_kafka_connections()
+
+
+def quiet_kafka_connections() -> None:
+    """kafka-python logs every failed connection attempt (tens of lines while a broker is away);
+    the stages count what was not delivered and end in one line of their own instead."""
+    logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
 
 
 def main_wrapper(stage: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -25,6 +25,9 @@ import yaml
 from website_activity.errors import ConfigError
 
 ENV_PREFIX = "WA__"
+# Keys whose values are secrets: never shown, logged or hashed (see Settings.public).
+SECRET_KEYS = ("kafka.security.password",)
+MASK = "***"
 
 
 def repo_root() -> Path:
@@ -90,6 +93,8 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any], source: str, prefix: 
         if key not in base:
             raise ConfigError(f"{source}: unknown key '{dotted}'")
         current = base[key]
+        if isinstance(value, _EnvScalar):  # a string key keeps the text as typed ("0123", "yes")
+            value = value.raw if isinstance(current, str) else value.parsed
         if isinstance(current, dict) and current and not _is_free_mapping(dotted):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: '{dotted}' must be a mapping, got {_type_name(value)}")
@@ -122,6 +127,14 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class _EnvScalar:
+    """An environment variable's value: its text, and the text read as a YAML scalar."""
+
+    raw: str
+    parsed: Any
+
+
 def _env_layers(environ: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
     layers = []
     for name in sorted(environ):
@@ -133,6 +146,8 @@ def _env_layers(environ: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        if not isinstance(value, (dict, list)):
+            value = _EnvScalar(raw, value)
         layers.append((f"environment variable {name}", _nest(dotted, value)))
     return layers
 
@@ -161,6 +176,19 @@ class Settings:
         """An absolute path for ``paths.<key>``."""
         p = Path(self.data["paths"][key])
         return p if p.is_absolute() else self.root / p
+
+    def public(self) -> dict[str, Any]:
+        """The configuration with every secret (:data:`SECRET_KEYS`) masked: what may be shown,
+        logged, hashed or recorded."""
+        data = copy.deepcopy(self.data)
+        for dotted in SECRET_KEYS:
+            *parents, last = dotted.split(".")
+            node = data
+            for part in parents:
+                node = node[part]
+            if node.get(last):
+                node[last] = MASK
+        return data
 
     @property
     def bootstrap_servers(self) -> str:
@@ -249,6 +277,13 @@ def _check_semantics(data: dict[str, Any]) -> None:
             raise ConfigError(f"kafka.{key} must be a TCP port (1-65535), got {port}")
     if data["kafka"]["port"] == data["kafka"]["controller_port"]:
         raise ConfigError("kafka.port and kafka.controller_port must differ")
+    sec = data["kafka"].get("security") or {"protocol": "PLAINTEXT"}
+    if sec["protocol"] not in ("PLAINTEXT", "SASL_SSL"):
+        raise ConfigError(f"kafka.security.protocol must be PLAINTEXT or SASL_SSL, got {sec['protocol']!r}")
+    if sec["protocol"] == "SASL_SSL":
+        if sec["sasl_mechanism"] not in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
+            raise ConfigError(f"kafka.security.sasl_mechanism must be SCRAM-SHA-512 or SCRAM-SHA-256, "
+                              f"got {sec['sasl_mechanism']!r}")
     if data["run"]["events"] < 0:
         raise ConfigError(f"run.events must be >= 0, got {data['run']['events']}")
     if not data["topics"]["names"]:
@@ -274,6 +309,19 @@ def _check_semantics(data: dict[str, Any]) -> None:
         raise ConfigError(f"report.ip_mode must be 'truncate' or 'hash', got {data['report']['ip_mode']!r}")
     if "validation" in data:
         _check_validation(data["validation"], data["schema"]["enums"].get("device_type"))
+
+
+def require_credentials(security: dict[str, Any]) -> None:
+    """A SASL_SSL client (or the broker that creates its user) needs a username and a password;
+    stopping a broker or reading its status does not, so this is checked where they are used.
+
+    Raises:
+        ConfigError: One of them is empty.
+    """
+    if security["protocol"] == "SASL_SSL" and not (security["username"] and security["password"]):
+        missing = "username" if not security["username"] else "password"
+        raise ConfigError(f"kafka.security.protocol is SASL_SSL but kafka.security.{missing} is empty: "
+                          f"set it in conf/local/*.yaml or WA__KAFKA__SECURITY__{missing.upper()}")
 
 
 def _is_number(value: Any) -> bool:

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
+from website_activity.failpoints import failpoint
 from website_activity.schema import field_names, required_fields, spark_schema
 
 if TYPE_CHECKING:
@@ -407,6 +408,7 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
     done = ledger_entry(settings, batch_id)
     if done is not None:
         return BatchStats(**done, replayed=True)
+    failpoint("batch.start")  # crash tests: the batch's offsets are in the checkpoint, nothing written
     start = time.monotonic()
     spark = kafka.sparkSession
     silver, quarantine_table = settings.path("silver"), settings.path("quarantine")
@@ -469,6 +471,8 @@ class IngestResult:
 
 
 def read_kafka_stream(spark: "SparkSession", settings: Settings) -> "DataFrame":
+    from website_activity.spark import kafka_options
+
     s = settings["spark"]
     timeout_ms = str(settings["kafka"]["request_timeout_s"] * 1000)
     return (
@@ -480,6 +484,7 @@ def read_kafka_stream(spark: "SparkSession", settings: Settings) -> "DataFrame":
         .option("maxOffsetsPerTrigger", str(s["max_offsets_per_trigger"]))
         .option("kafka.request.timeout.ms", timeout_ms)
         .option("kafka.default.api.timeout.ms", timeout_ms)
+        .options(**kafka_options(settings))  # kafka.security: TLS and the SCRAM login, if set
         .load()
     )
 
@@ -541,6 +546,7 @@ def _run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool,
         if previous is not None and previous["batch_id"] >= batch_id:
             previous = next((e for e in reversed(ledger_entries(settings)) if e["batch_id"] < batch_id), None)
         stats = process_batch(kafka, batch_id, settings, previous)
+        failpoint("batch.before_commit")  # crash tests: the batch complete, Spark's commit not written
         state["previous"] = ledger_entry(settings, batch_id)
         state["batches"].append(stats)
         rate = stats.records_read / stats.seconds if stats.seconds else 0.0

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
+from website_activity.failpoints import failpoint
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -97,12 +98,14 @@ def write_batch(df: "DataFrame", table: Path, batch_id: int, partition_by: str |
     if partition_by:
         writer = writer.partitionBy(partition_by)
     writer.parquet(str(staging))
+    failpoint(f"{table.name}.staged")  # crash tests: the batch's files written, none in the table yet
     parts = sorted(staging.rglob("*.parquet"))
     rows = parquet_rows(parts)
     for part in parts:
         dest_dir = table / part.parent.relative_to(staging)
         dest_dir.mkdir(parents=True, exist_ok=True)
         part.replace(dest_dir / f"{batch_prefix(batch_id)}{part.name}")
+    failpoint(f"{table.name}.moved")  # crash tests: files in the table, the batch's marker not yet
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.parent.rmdir()  # the _staging folder, once no batch is in flight

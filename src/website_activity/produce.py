@@ -31,7 +31,7 @@ from typing import Any
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
 from website_activity.generator import CHUNK, FAULT_KINDS, EventGenerator, parse_start
-from website_activity.topics import no_broker_message
+from website_activity.topics import BootstrapErrors, client_config, connect_failure
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5
@@ -78,18 +78,22 @@ def make_producer(settings: Settings, client_id: str) -> Any:
 
     k, p = settings["kafka"], settings["producer"]
     timeout_ms = k["request_timeout_s"] * 1000
+    security = client_config(settings)
+    seen = BootstrapErrors()
     try:
-        return KafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, client_id=client_id,
-            acks=p["acks"] if p["acks"] == "all" else int(p["acks"]), enable_idempotence=True,
-            linger_ms=p["linger_ms"], batch_size=p["batch_size"],
-            max_request_size=max(1048576, 2 * settings["ingest"]["max_record_bytes"]),
-            compression_type=p["compression_type"] or None,
-            bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms,
-            request_timeout_ms=timeout_ms, delivery_timeout_ms=max(4 * timeout_ms, 60000),
-        )
+        with seen:
+            return KafkaProducer(
+                bootstrap_servers=settings.bootstrap_servers, client_id=client_id,
+                acks=p["acks"] if p["acks"] == "all" else int(p["acks"]), enable_idempotence=True,
+                linger_ms=p["linger_ms"], batch_size=p["batch_size"],
+                max_request_size=max(1048576, 2 * settings["ingest"]["max_record_bytes"]),
+                compression_type=p["compression_type"] or None,
+                bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms,
+                request_timeout_ms=timeout_ms, delivery_timeout_ms=max(4 * timeout_ms, 60000),
+                **security,
+            )
     except (KafkaError, OSError) as exc:
-        raise PipelineError(no_broker_message(settings, exc)) from exc
+        raise PipelineError(connect_failure(settings, exc, seen.errors)) from exc
     except (ImportError, AssertionError, ValueError) as exc:  # e.g. a codec whose package is missing
         raise PipelineError(f"cannot configure the producer (producer: {dict(p)}): {exc}") from exc
 
@@ -286,6 +290,9 @@ def write_ground_truth(settings: Settings, topic: str, gen: EventGenerator) -> P
 
 
 def _worker(job: dict, progress: Any, results: Any) -> None:
+    from website_activity.cli import quiet_kafka_connections
+
+    quiet_kafka_connections()  # a spawned process: its stage's logging setup is not inherited
     settings = job.pop("settings")
     topic = job.pop("topic")
     try:

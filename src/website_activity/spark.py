@@ -19,6 +19,38 @@ def spark_jars(settings: Settings) -> list[str]:
     return [str(p) for p in jars(settings.path("jvm") / "spark", "Spark Kafka source")]
 
 
+def kafka_options(settings: Settings) -> dict[str, str]:
+    """Spark Kafka source options for ``kafka.security`` (none for PLAINTEXT).
+
+    SASL_SSL: the SCRAM login as a JAAS line, and the CA's PEM certificate as the truststore
+    (kafka-clients reads PEM truststores). The JAAS line holds the password: Spark passes it to
+    the Kafka client, whose logged configuration shows it as ``[hidden]``.
+    """
+    from website_activity.topics import ca_file, client_config
+
+    sec = settings["kafka"]["security"]
+    if sec["protocol"] == "PLAINTEXT":
+        return {}
+    client_config(settings)  # the CA certificate is there
+    quote = lambda s: s.replace("\\", "\\\\").replace('"', '\\"')  # noqa: E731  (JAAS string literal)
+    jaas = ("org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{quote(sec["username"])}" password="{quote(sec["password"])}";')
+    return {"kafka.security.protocol": "SASL_SSL", "kafka.sasl.mechanism": sec["sasl_mechanism"],
+            "kafka.sasl.jaas.config": jaas, "kafka.ssl.truststore.type": "PEM",
+            "kafka.ssl.truststore.location": str(ca_file(settings))}
+
+
+def spark_java(settings: Settings) -> str:
+    """What the session needs before it starts: Java 17+ and the Kafka source's jars.
+
+    Raises:
+        PipelineError: Java is missing or too old, or the jars were not fetched.
+    """
+    java = java_executable()
+    spark_jars(settings)
+    return java
+
+
 def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
     """Build (or reuse) the SparkSession.
 

@@ -256,7 +256,7 @@ def _git(settings: Settings, *args: str) -> str | None:
 
 def config_hash(settings: Settings) -> str:
     """A short digest of the merged configuration (the same config gives the same hash)."""
-    text = json.dumps(settings.data, sort_keys=True, default=str)
+    text = json.dumps(settings.public(), sort_keys=True, default=str)  # no secret, not even hashed
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
