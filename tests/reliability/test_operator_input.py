@@ -32,6 +32,7 @@ def isolated_env(out: Path, **extra: str) -> dict[str, str]:
     env["WA_ROOT"] = str(ROOT)
     env.update({f"WA__PATHS__{key.upper()}": str(out / key) for key in output_paths()})
     env["WA__MLFLOW__TRACKING_URI"] = f"sqlite:///{out / 'mlflow.db'}"
+    env["WA__MLFLOW__ARTIFACT_ROOT"] = str(out / "mlruns")
     env["WA__KAFKA__REQUEST_TIMEOUT_S"] = "5"
     env.update(extra)
     return env
