@@ -12,9 +12,10 @@ is there and writes nothing.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
@@ -154,6 +155,14 @@ def replace_table(df: "DataFrame", table: Path, partition_by: str | None = None)
     new.replace(table)
     shutil.rmtree(old, ignore_errors=True)
     return rows
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A run manifest or summary (``data/_runs/*.json``, ``latest.json``), or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def has_parquet(table: Path) -> bool:

@@ -32,7 +32,6 @@ never sees half a file. No report shows a raw IP address (:mod:`website_activity
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -44,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
-from website_activity.lake import has_parquet, read_silver, table_stats
+from website_activity.lake import has_parquet, read_json, read_silver, table_stats
 from website_activity.privacy import ip_pseudonymiser
 
 if TYPE_CHECKING:
@@ -275,13 +274,6 @@ def model_info(settings: Settings) -> ModelInfo:
 
 
 # -- the 5Vs --------------------------------------------------------------------------------
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def five_vs(settings: Settings, *, silver_rows: int, traffic_seconds: float, model: ModelInfo,
             validation: dict[str, Any] | None, produce: dict[str, Any] | None,
             ingest: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -465,8 +457,8 @@ def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
     frames["top_users"] = users
 
     runs_dir = settings.path("runs")
-    produce, ingest = _read_json(runs_dir / "produce.json"), _read_json(runs_dir / "ingest.json")
-    validation = _read_json(settings.path("validation") / "latest.json")
+    produce, ingest = read_json(runs_dir / "produce.json"), read_json(runs_dir / "ingest.json")
+    validation = read_json(settings.path("validation") / "latest.json")
     traffic_seconds = ((totals["last"] - totals["first"]).total_seconds()
                        if totals["first"] is not None else 0.0)
     vs = five_vs(settings, silver_rows=int(totals["events"]), traffic_seconds=traffic_seconds, model=model,

@@ -43,7 +43,7 @@ from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
 from website_activity.features import (CATEGORICAL, FEATURE_COLUMNS, MODEL_INPUTS, NUMERIC, ONE_HOT_INTEGER,
                                        read_features, session_features, write_features)
-from website_activity.lake import read_silver
+from website_activity.lake import read_json, read_silver
 from website_activity.validate import latest_path, require_gate
 
 if TYPE_CHECKING:
@@ -239,13 +239,6 @@ def read_ground_truth(settings: Settings) -> "pd.DataFrame | None":
     return table.to_pandas()
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _git(settings: Settings, *args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=settings.root, capture_output=True, text=True, timeout=10)
@@ -272,7 +265,7 @@ def lineage_tags(settings: Settings) -> dict[str, str]:
                "produce": settings.path("runs") / "produce.json",
                "ingest": settings.path("runs") / "ingest.json"}
     for prefix, path in sources.items():
-        data = _read_json(path)
+        data = read_json(path)
         if data is None:
             continue
         for key, value in data.items():
