@@ -99,8 +99,9 @@ mlflow-ui: env ## the MLflow UI on http://127.0.0.1:5000 (mlflow.ui_port) over m
 
 # Two pytest worker processes pay on 2 cores: much of a test's time is a JVM starting or a broker
 # answering. --dist loadfile keeps each file on one worker, so a module's fixtures (its broker,
-# its lake, the cluster harness) are built once. TEST_WORKERS=1 runs everything in one process.
-PYTEST_WORKERS := $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+# its lake, the cluster harness) are built once; files go out in collection order (the longest,
+# cluster/ and e2e/, first) instead of xdist's most-tests-first. TEST_WORKERS=1: one process.
+PYTEST_WORKERS := $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 # The quick loop: the unit tests and the integration tests that take seconds each, not minutes.
 FAST_TESTS := tests/unit tests/integration/test_bad_input.py tests/integration/test_pipeline.py \
               tests/integration/test_produce.py tests/reliability/test_operator_input.py
