@@ -109,7 +109,7 @@ FAST_TESTS := tests/unit tests/integration/test_bad_input.py tests/integration/t
 test: env ## the test suite (unit, integration with a real broker and Spark, end to end; TEST_WORKERS=2)
 	$(PY) -m pytest tests $(PYTEST_WORKERS) --durations=25
 
-test-fast: env ## the quick loop: unit tests and the fastest integration tests (under 3 minutes)
+test-fast: env ## the quick loop: unit tests and the fastest integration tests (aim: under 3 minutes)
 	$(PY) -m pytest $(FAST_TESTS) $(PYTEST_WORKERS) --durations=10
 
 clean: kafka-down cluster-down ## remove generated data, reports, MLflow runs and the embedded broker's storage
