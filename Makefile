@@ -10,6 +10,7 @@ RATE    ?=
 START   ?=
 BENCH_EVENTS ?= 1000000
 QUICK   ?=
+TEST_WORKERS ?= 2
 
 PY      := .venv/bin/python
 export WA_ROOT := $(CURDIR)
@@ -19,11 +20,11 @@ export PROFILE
 
 .DEFAULT_GOAL := help
 .PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest stream validate train \
-        score report all bench mlflow-ui test clean cluster-up cluster-down cluster-status
+        score report all bench mlflow-ui test test-fast clean cluster-up cluster-down cluster-status
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: EVENTS SEED PROFILE PORT FORCE DURATION RATE START BENCH_EVENTS QUICK (see README.md)"
+	@echo "  variables: EVENTS SEED PROFILE PORT FORCE DURATION RATE START BENCH_EVENTS QUICK TEST_WORKERS (see README.md)"
 
 setup: ## create .venv with the pinned packages and fetch the JVM jars (idempotent)
 	@bash scripts/setup.sh
@@ -96,8 +97,20 @@ bench: env ## the stages beside their baselines on a broker and lake of its own 
 mlflow-ui: env ## the MLflow UI on http://127.0.0.1:5000 (mlflow.ui_port) over mlflow.db and mlruns/
 	@$(PY) scripts/mlflow_ui.py $(COMMON)
 
-test: env ## the test suite (unit, integration with a real broker and Spark, end to end)
-	.venv/bin/python -m pytest tests --durations=25
+# Two pytest worker processes pay on 2 cores: much of a test's time is a JVM starting or a broker
+# answering. --dist loadfile keeps each file on one worker, so a module's fixtures (its broker,
+# its lake, the cluster harness) are built once; files go out in collection order (the longest,
+# cluster/ and e2e/, first) instead of xdist's most-tests-first. TEST_WORKERS=1: one process.
+PYTEST_WORKERS := $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+# The quick loop: the unit tests and the integration tests that take seconds each, not minutes.
+FAST_TESTS := tests/unit tests/integration/test_bad_input.py tests/integration/test_pipeline.py \
+              tests/integration/test_produce.py tests/reliability/test_operator_input.py
+
+test: env ## the test suite (unit, integration with a real broker and Spark, end to end; TEST_WORKERS=2)
+	$(PY) -m pytest tests $(PYTEST_WORKERS) --durations=25
+
+test-fast: env ## the quick loop: unit tests and the fastest integration tests (aim: under 3 minutes)
+	$(PY) -m pytest $(FAST_TESTS) $(PYTEST_WORKERS) --durations=10
 
 clean: kafka-down cluster-down ## remove generated data, reports, MLflow runs and the embedded broker's storage
 	@if [ -x $(PY) ]; then $(PY) scripts/broker.py --profile secure down; fi

@@ -4,6 +4,7 @@ standalone master with 2 workers, all real processes of the local harness."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -38,29 +39,37 @@ def silver_rows(spark, out: Path) -> list[tuple]:
 
 def test_cluster_profile_gives_the_same_lake_and_metrics_as_local_mode(harness, spark, settings, tmp_path) -> None:
     """The same topics (names seed the generator), the same seed: once on the cluster profile
-    (3 brokers, Spark standalone), once on the local profile (one embedded broker, local[2])."""
+    (3 brokers, Spark standalone), once on the local profile (one embedded broker, local[2]).
+
+    The two chains run at the same time, each in a thread of its own: most of a stage's time is a
+    JVM starting or the standalone master placing executors, so two chains at once take little
+    longer than the slower one."""
     kafka, standalone = harness
     topics = topic_names()
     single = EmbeddedBroker(home=tmp_path / "broker", jvm_dir=settings.path("jvm") / "broker",
                             port=free_port(), controller_port=free_port(), heap="320m")
-    single.start()
-    runs = {}
+
+    def chain(mode: str) -> Path:
+        out = tmp_path / mode
+        if mode == "cluster":
+            env = stage_env(out, kafka__bootstrap_servers=kafka.bootstrap, topics__names=topics,
+                            spark__master=standalone.master_url)
+        else:
+            single.start()  # in the thread: the cluster chain's first stages overlap the broker's start
+            env = stage_env(out, kafka__port=single.port, kafka__controller_port=single.controller_port,
+                            topics__names=topics)
+        run_stage("topics", env, profile=mode)
+        run_stage("produce", env, "--events", str(EVENTS), "--seed", str(SEED), profile=mode)
+        ingest = run_stage("ingest", env, profile=mode)
+        run_stage("validate", env, profile=mode)
+        run_stage("train", env, profile=mode)
+        assert "to silver" in ingest.stdout
+        return out
+
     try:
-        for mode in ("cluster", "local"):
-            out = tmp_path / mode
-            if mode == "cluster":
-                env = stage_env(out, kafka__bootstrap_servers=kafka.bootstrap, topics__names=topics,
-                                spark__master=standalone.master_url)
-            else:
-                env = stage_env(out, kafka__port=single.port, kafka__controller_port=single.controller_port,
-                                topics__names=topics)
-            run_stage("topics", env, profile=mode)
-            run_stage("produce", env, "--events", str(EVENTS), "--seed", str(SEED), profile=mode)
-            ingest = run_stage("ingest", env, profile=mode)
-            run_stage("validate", env, profile=mode)
-            run_stage("train", env, profile=mode)
-            assert "to silver" in ingest.stdout
-            runs[mode] = out
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {mode: pool.submit(chain, mode) for mode in ("cluster", "local")}
+            runs = {mode: f.result() for mode, f in futures.items()}  # a failed stage fails the test here
     finally:
         single.stop()
     # the cluster's stages ran on its executors: each Spark stage (ingest, validate, train) was
