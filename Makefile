@@ -20,7 +20,7 @@ export PROFILE
 
 .DEFAULT_GOAL := help
 .PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest stream validate train \
-        score report all bench mlflow-ui test test-fast clean cluster-up cluster-down cluster-status
+        score report compact all bench mlflow-ui test test-fast clean cluster-up cluster-down cluster-status
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -78,6 +78,9 @@ score: env ## the MLflow champion scores every session -> data/predictions, repo
 
 report: env ## CSV reports (Power BI ready) and the offline dashboard reports/index.html
 	@$(PY) scripts/report.py $(COMMON)
+
+compact: env ## OPTIMIZE + VACUUM the lake's Delta tables (small files from make stream -> large ones)
+	@$(PY) scripts/compact.py $(COMMON)
 
 all: setup ## the whole pipeline from scratch: broker, reset, topics, produce, ingest, validate, train, score, report
 	@$(MAKE) --no-print-directory kafka-up

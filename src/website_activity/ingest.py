@@ -1,39 +1,41 @@
-"""Ingest: Kafka (both topics) -> bronze, silver, quarantine and gold in the Parquet lake.
+"""Ingest: Kafka (both topics) -> bronze, silver, quarantine and gold, Delta tables of the lake.
 
 One Structured Streaming query reads the topics (``startingOffsets=earliest`` for a new
 checkpoint, ``failOnDataLoss=true``) and hands each micro-batch to :func:`process_batch`
-(``foreachBatch``), which writes, in this order:
+(``foreachBatch``), which makes one Delta commit per table, in this order:
 
 1. ``bronze``: every Kafka record as received (key, value, topic, partition, offset, Kafka
-   timestamp, ingest time), partitioned by ``ingest_date``. Written once per batch and never
-   rewritten: a replayed batch whose bronze files are complete keeps them.
-2. ``quarantine``: records read back from that batch's bronze files that fail parsing or a
-   declared rule, with the raw value, a reason code (:data:`REASONS`), a human message, topic,
-   partition, offset and ingest time, partitioned by ``ingest_date``.
-3. ``silver``: the valid events, typed, partitioned by ``event_date``, deduplicated on
+   timestamp, ingest time), partitioned by ``ingest_date``, written from the Kafka rows.
+2. The records are parsed once (:func:`parse_records`, cached for the batch) and one job counts
+   them (by reason, topic, event date, lateness).
+3. ``quarantine``: records that fail parsing or a declared rule, with the raw value, a reason
+   code (:data:`REASONS`), a human message, topic, partition, offset and ingest time.
+4. ``silver``: the valid events, typed, partitioned by ``event_date``, deduplicated on
    ``event_id`` within the batch (the record with the lowest topic, partition, offset wins) and
-   against the ids already in silver (an anti-join with the ``event_date`` partitions the batch
-   touches: a duplicate is the same event re-sent, so it has the same event time and lands in
-   the same partition). ``is_late`` flags events behind the watermark.
-4. A ledger entry ``<paths.runs>/ingest_batches/<N>.json`` with the batch's counts.
+   against silver's ids of the event dates the batch touches (an anti-join: a duplicate is the
+   same event re-sent, so it has the same date), then appended.
+5. ``gold``: the per-minute windows the batch's on-time events touch, recomputed from silver and
+   replaced (:func:`update_gold`): the cost follows the batch, not the lake.
+6. A ledger entry ``<paths.runs>/ingest_batches/<N>.json`` with the batch's counts.
 
 **Exactly once.** Spark records a batch's offsets before running it and commits it to the
 checkpoint only after ``foreachBatch`` returns; after a crash it replays the uncommitted batch
-with the same offsets. Every write of batch N is idempotent by batch id
-(:func:`website_activity.lake.write_batch`): files are named ``batch-N-...`` and a replay first
-removes what an interrupted attempt left, then writes again; so the lake holds each batch once,
-whatever the point of the crash. Silver's dedup of batch N reads only batches < N (its own
-files are removed first), so a replay computes the same rows. A batch whose ledger entry exists
-was complete: its replay writes nothing. Hence ``records_read = silver + quarantined +
-duplicates_removed`` over the ledger, with no ``event_id`` twice in silver.
+with the same offsets, so the same records. Every commit of batch N carries Delta's
+transaction id (``txnAppId`` = an id created with the checkpoint, ``txnVersion`` = N), written
+atomically with its files: Delta skips a replayed write that it already committed, and a write
+that did not commit left no visible rows. A replay therefore commits exactly what the first
+attempt had not, and computes it from the same inputs: bronze's commit keeps the batch's ingest
+time (the ``future_time`` rule uses it), silver's dedup reads silver before batch N (its commit
+is all or nothing), the watermark comes from the ledger entry of batch N-1. Hence
+``records_read = silver + quarantined + duplicates_removed`` over the ledger, with no
+``event_id`` twice in silver. A new checkpoint gets a new app id (:func:`checkpoint_app_id`):
+Delta would skip, silently, batch ids it saw under the old one.
 
-**Watermark and gold.** The watermark of batch N, per topic, is the latest event time of that
-topic in batches < N (kept in the ledger) minus ``ingest.watermark_delay_s``, as Structured
-Streaming defines it (per topic: each producer's clock is its own). Silver events older than it
-get ``is_late = true``: they stay in silver, are left out of gold, and are counted
-(``gold_dropped_by_watermark``). Gold (per-minute windows of events, users and sessions per device
-and action) is rebuilt from silver at the end of every run (:func:`build_gold`), so it is right
-after any run, crash and restart.
+**Watermark.** The watermark of batch N, per topic, is the latest event time of that topic in
+batches < N (kept in the ledger) minus ``ingest.watermark_delay_s``, as Structured Streaming
+defines it (per topic: each producer's clock is its own). Silver events older than it get
+``is_late = true``: they stay in silver, are left out of gold, and are counted
+(``gold_dropped_by_watermark``).
 
 The transforms (:func:`parse_records`, :func:`split_valid`, :func:`deduplicate`,
 :func:`gold_frame`) are pure and unit-tested on inline DataFrames; the reading and writing live in
@@ -47,6 +49,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -77,6 +80,7 @@ REASONS = {
 }
 """Quarantine reason codes, checked in this order (a record gets the first that applies)."""
 NO_COORDINATE = -1
+CORRUPT = "_corrupt_record"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}"
 
 
@@ -96,6 +100,7 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
         :data:`REASONS`; :func:`split_valid` adds the message).
     """
     from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
 
     fields = settings.schema_fields
     names = field_names(fields)
@@ -106,31 +111,40 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
     small = F.when(size <= limit, value)  # a value too large is not parsed at all
     ingest_time = F.col("ingest_time") if "ingest_time" in raw.columns else F.current_timestamp()
     key = F.col("key").cast("string") if "key" in raw.columns else F.lit(None).cast("string")
-    df = raw.select(
-        value.alias("value"), size.alias("size"), *[F.col(c) for c in KAFKA_COLUMNS],
-        F.from_json(small, spark_schema(fields), {"mode": "PERMISSIVE"}).alias("e"),
-        # The same JSON read as strings tells "absent" apart from "present but of the wrong type".
-        F.from_json(small, "map<string,string>", {"mode": "PERMISSIVE"}).alias("m"),
-        ingest_time.alias("ingest_time"), key.alias("key"),
-    )
-    # Each field once as a column: the rules below read them many times. Only codes here: the
-    # messages are built for quarantined rows alone (split_valid), so the per-row code stays small
-    # (a big generated expression takes Spark's code generator minutes to compile).
-    df = df.select("value", "size", *KAFKA_COLUMNS, "ingest_time", "key", F.col("m").isNull().alias("_no_json"),
-                   *[F.col(f"e.{n}").alias(n) for n in names],
-                   *[F.col("m")[n].alias(f"_m_{n}") for n in names])
+    # One parse per record. Timestamps are read as text (then cast): Spark's JSON reader would
+    # take a number as seconds since 1970, which the rules refuse. A field that does not parse as
+    # its type leaves the record in the corrupt-record column (the other fields still parse).
+    schema = StructType([StructField(f.name, StringType() if types[f.name] == "timestamp" else f.dataType, True)
+                         for f in spark_schema(fields).fields] + [StructField(CORRUPT, StringType(), True)])
+    parsed = F.from_json(small, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    df = raw.select(value.alias("value"), size.alias("size"), *[F.col(c) for c in KAFKA_COLUMNS],
+                    parsed.alias("e"), ingest_time.alias("ingest_time"), key.alias("key"))
+    # Only a record with a field of the wrong type is read again, as strings: that tells "absent"
+    # apart from "present but not an integer" (about 0.1 % of records; the rest are parsed once).
+    df = df.select("value", "size", *KAFKA_COLUMNS, "ingest_time", "key", F.col("e").isNull().alias("_null"),
+                   F.col(f"e.{CORRUPT}").isNotNull().alias("_corrupt"),
+                   *[F.col(f"e.{n}").alias(f"_s_{n}" if types[n] == "timestamp" else n) for n in names])
+    df = df.select("*", F.when(F.col("_corrupt"), F.from_json(small, "map<string,string>",
+                                                              {"mode": "PERMISSIVE"})).alias("_m"))
+    df = df.select("*", *[(F.col(f"_s_{n}").try_cast("timestamp")).alias(n) for n in names if types[n] == "timestamp"])
     e = F.col
-    m = lambda n: F.col(f"_m_{n}")  # noqa: E731
+
+    def present(n: str) -> "Column":
+        raw_text = f"_s_{n}" if types[n] == "timestamp" else n
+        return F.when(F.col("_corrupt"), F.col("_m")[n].isNotNull()).otherwise(F.col(raw_text).isNotNull())
+
     rules: list[tuple["Column", str]] = [
         (F.col("size") > limit, "too_large"),
         (F.col("value").isNull(), "null_value"),
-        (F.col("_no_json"), "not_json"),
+        (F.col("_null") | (F.col("_corrupt") & F.col("_m").isNull()), "not_json"),
     ]
-    rules += [(m(n).isNull(), f"missing_field:{n}") for n in required_fields(fields)]
+    rules += [(~present(n), f"missing_field:{n}") for n in required_fields(fields)]
     for name in names:
-        wrong = m(name).isNotNull() & e(name).isNull()
-        if types[name] == "timestamp":  # Spark reads a number as seconds since 1970: refuse it
-            wrong = wrong | ~m(name).rlike(ISO_DATE)
+        if types[name] == "timestamp":  # an ISO date and time, nothing else
+            text = F.col(f"_s_{name}")
+            wrong = text.isNotNull() & (e(name).isNull() | ~text.rlike(ISO_DATE))
+        else:
+            wrong = present(name) & e(name).isNull()
         rules.append((wrong, f"bad_type:{name}"))
     rules += [(~e(n).isin(*allowed), f"bad_enum:{n}") for n, allowed in settings["schema"]["enums"].items()]
     coords = ("click_coordinates_x", "click_coordinates_y")
@@ -240,15 +254,7 @@ def split_valid(parsed: "DataFrame", settings: Settings,
 
     names = field_names(settings.schema_fields)
     good = parsed.where(F.col("quarantine_reason").isNull())
-    if watermark is None:
-        watermark = {}
-    if isinstance(watermark, dict):
-        late = F.lit(False)
-        for topic, mark in sorted(watermark.items()):
-            late = F.when(F.col("topic") == topic, F.col("timestamp") < _ts(mark)).otherwise(late)
-    else:
-        late = F.col("timestamp") < _ts(watermark)
-    late = F.coalesce(late, F.lit(False))
+    late = _late(watermark)
     silver = good.select(*names, *KAFKA_COLUMNS, "ingest_time",
                          F.to_date("timestamp").alias("event_date"), late.alias("is_late"))
     quarantine = parsed.where(F.col("quarantine_reason").isNotNull()).select(
@@ -371,6 +377,7 @@ class BatchStats:
     watermark: dict[str, str]
     ingest_time: str
     seconds: float
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step: where a batch's time goes
     replayed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -387,15 +394,35 @@ def _watermark(settings: Settings, previous: dict[str, Any] | None) -> tuple[dic
     return marks, latest
 
 
+def _late(watermark: datetime | dict[str, str] | None) -> "Column":
+    """``is_late`` of a parsed row: its event time is behind its topic's watermark."""
+    from pyspark.sql import functions as F
+
+    if watermark is None:
+        watermark = {}
+    if isinstance(watermark, dict):
+        late = F.lit(False)
+        for topic, mark in sorted(watermark.items()):
+            late = F.when(F.col("topic") == topic, F.col("timestamp") < _ts(mark)).otherwise(late)
+    else:
+        late = F.col("timestamp") < _ts(watermark)
+    return F.coalesce(late, F.lit(False))
+
+
 def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
-                  previous: dict[str, Any] | None) -> BatchStats:
-    """Write one micro-batch into bronze, quarantine and silver, then its ledger entry.
+                  previous: dict[str, Any] | None, app_id: str = "website-activity") -> BatchStats:
+    """Write one micro-batch into bronze, quarantine, silver and gold, then its ledger entry.
+
+    Each table gets one Delta commit, idempotent by (``app_id``, ``batch_id``): a replay after a
+    crash commits only what the first attempt did not. The records are parsed once (cached);
+    bronze is written from the Kafka rows, never read back.
 
     Args:
         kafka: The micro-batch as the Kafka source gives it.
         batch_id: Its id.
         settings: Paths and rules.
         previous: The ledger entry of the batch before (None for the first batch).
+        app_id: Delta's ``txnAppId``, created with the checkpoint (:func:`checkpoint_app_id`).
 
     Returns:
         The batch's counts; a replay of a batch whose ledger entry exists writes nothing and
@@ -403,33 +430,36 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
     """
     from pyspark.sql import functions as F
 
-    from website_activity.lake import discard_batch, read_batch, read_partitions, write_batch
+    from website_activity.lake import commit_metadata, read_delta, table_version, write_batch
 
     done = ledger_entry(settings, batch_id)
     if done is not None:
         return BatchStats(**done, replayed=True)
     failpoint("batch.start")  # crash tests: the batch's offsets are in the checkpoint, nothing written
     start = time.monotonic()
-    spark = kafka.sparkSession
-    silver, quarantine_table = settings.path("silver"), settings.path("quarantine")
-    for table in (silver, quarantine_table):
-        # before silver's ids are read for the dedup: an interrupted attempt's rows are not "seen"
-        discard_batch(table, batch_id)
-    ingest_time = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
-    bronze = settings.path("bronze")
-    read = write_batch(bronze_frame(kafka, ingest_time), bronze, batch_id, "ingest_date", keep_existing=True)
+    bronze, silver = settings.path("bronze"), settings.path("silver")
+    # A replay keeps the ingest time of the first attempt (in bronze's commit): the future_time
+    # rule compares with it, so a record lands on the same side of the rules in both attempts.
+    first = commit_metadata(bronze, app_id, batch_id)
+    ingest_time = (datetime.fromisoformat(first["ingest_time"]) if first and first.get("ingest_time")
+                   else datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None))
+    raw = bronze_frame(kafka, ingest_time)
+    read = write_batch(raw, bronze, batch_id, "ingest_date", app_id=app_id, optimize_write=False,
+                       metadata={"ingest_time": ingest_time.isoformat()})
     watermark, latest = _watermark(settings, previous)
     stats = BatchStats(batch_id, read, 0, 0, 0, {}, latest, watermark, ingest_time.isoformat(), 0.0)
+    lap = _Lap(stats.phases, start)
+    lap("bronze")
     if read:
-        raw = read_batch(spark, bronze, batch_id)  # what bronze holds: a replay parses the same rows
-        parsed = parse_records(raw, settings).persist()
+        parsed = parse_records(raw, settings).withColumn("is_late", _late(watermark)).persist()
         try:
             iso = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"  # UTC (the session's time zone), as text
-            counts = (parsed.groupBy("quarantine_reason", "topic", F.to_date("timestamp").alias("d"))
+            # the one job that parses (and fills the cache): every count the batch needs
+            counts = (parsed.groupBy("quarantine_reason", "topic", "is_late", F.to_date("timestamp").alias("d"))
                       .agg(F.count(F.lit(1)).alias("n"), F.date_format(F.max("timestamp"), iso).alias("t"),
-                           F.date_format(F.min("ingest_time"), iso).alias("i"))
+                           F.date_format(F.min("timestamp"), iso).alias("t0"))
                       .collect())
-            stats.ingest_time = min(r.i for r in counts)
+            lap("parse_and_count")
             valid = [r for r in counts if r.quarantine_reason is None]
             for r in counts:
                 if r.quarantine_reason:
@@ -440,20 +470,76 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
                     latest[r.topic] = r.t
             stats.max_event_time = dict(sorted(latest.items()))
             silver_rows, quarantine = split_valid(parsed, settings, watermark)
-            stats.quarantined = write_batch(quarantine, quarantine_table, batch_id, "ingest_date") \
-                if stats.quarantine_by_reason else 0
-            dates = [str(r.d) for r in valid]
-            existing = read_partitions(spark, silver, "event_date", dates, ["event_date", "event_id"])
+            stats.quarantined = write_batch(quarantine, settings.path("quarantine"), batch_id, "ingest_date",
+                                            app_id=app_id) if stats.quarantine_by_reason else 0
+            lap("quarantine")
+            dates = sorted({str(r.d) for r in valid})
+            existing = None
+            if dates and table_version(silver) is not None:
+                # only the dates the batch touches: a duplicate is the same event, so the same date
+                existing = (read_delta(spark_of(kafka), silver).where(F.col("event_date").isin(*dates))
+                            .select("event_date", "event_id"))
             per_date = settings["ingest"]["silver_files_per_date"]
             stats.silver = write_batch(deduplicate(silver_rows, existing, per_date), silver, batch_id,
-                                       "event_date") \
-                if valid else 0
+                                       "event_date", app_id=app_id, optimize_write=False) if valid else 0
             stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
+            lap("silver")
+            on_time = [r for r in valid if not r.is_late and r.t0 is not None]
+            if on_time:
+                update_gold(spark_of(kafka), settings, batch_id, app_id,
+                            min(r.t0 for r in on_time), max(r.t for r in on_time))
+            lap("gold")
         finally:
             parsed.unpersist()
     stats.seconds = round(time.monotonic() - start, 3)
     _write_json(ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
     return stats
+
+
+class _Lap:
+    """Records the seconds since the previous lap under a name."""
+
+    def __init__(self, into: dict[str, float], start: float) -> None:
+        self.into, self.last = into, start
+
+    def __call__(self, name: str) -> None:
+        now = time.monotonic()
+        self.into[name] = round(now - self.last, 3)
+        self.last = now
+
+
+def spark_of(df: "DataFrame") -> "SparkSession":
+    return df.sparkSession
+
+
+def gold_range(first: str, last: str, window_s: int) -> tuple[str, str]:
+    """The windows ``[start, end)`` that event times from ``first`` to ``last`` (ISO, UTC) fall in."""
+    epoch = datetime(1970, 1, 1)
+    lo = int((datetime.fromisoformat(first) - epoch).total_seconds() // window_s * window_s)
+    hi = int((datetime.fromisoformat(last) - epoch).total_seconds() // window_s * window_s) + window_s
+    return ((epoch + timedelta(seconds=lo)).isoformat(sep=" "), (epoch + timedelta(seconds=hi)).isoformat(sep=" "))
+
+
+def update_gold(spark: "SparkSession", settings: Settings, batch_id: int, app_id: str,
+                first: str, last: str) -> int:
+    """Recompute the gold windows a batch touched (its on-time events from ``first`` to ``last``)
+    from silver, and replace just those windows in gold: the cost follows the batch, not the lake.
+
+    Distinct users and sessions do not add up across batches, so a touched window is recomputed
+    from every silver row in it (late rows excluded, as in :func:`gold_frame`).
+    """
+    from pyspark.sql import functions as F
+
+    from website_activity.lake import read_delta, write_batch
+
+    window_s = settings["ingest"]["gold_window_s"]
+    lo, hi = gold_range(first, last, window_s)
+    rows = (read_delta(spark, settings.path("silver"))
+            .where(F.col("event_date").between(_ts(lo).cast("date"), _ts(hi).cast("date"))
+                   & (F.col("timestamp") >= _ts(lo)) & (F.col("timestamp") < _ts(hi))))
+    return write_batch(gold_frame(rows, window_s).repartition("event_date"), settings.path("gold"), batch_id,
+                       "event_date", app_id=app_id, optimize_write=False,  # one file per date already
+                       replace_where=f"window_start >= TIMESTAMP'{lo}' AND window_start < TIMESTAMP'{hi}'")
 
 
 # -- the query -------------------------------------------------------------------------------
@@ -493,6 +579,36 @@ def summary_path(settings: Settings) -> Path:
     return settings.path("runs") / "ingest.json"
 
 
+APP_ID_FILE = "delta_app_id"
+
+
+def checkpoint_app_id(checkpoint: Path) -> str:
+    """Delta's ``txnAppId`` for the query of ``checkpoint``: created with the checkpoint, kept in it.
+
+    Batch ids restart at 0 with a new checkpoint, and Delta silently skips a write whose (app id,
+    batch id) it has seen: an id that outlived its checkpoint would drop every new batch. Kept in
+    the checkpoint folder, it is deleted with it (``make reset``) and a new checkpoint gets a new one.
+
+    Raises:
+        PipelineError: The checkpoint holds batches but no id (not made by this ingest).
+    """
+    path = checkpoint / APP_ID_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    offsets = checkpoint / "offsets"
+    if offsets.is_dir() and any(offsets.iterdir()):
+        raise PipelineError(f"the checkpoint {checkpoint} holds batches but no {APP_ID_FILE}: it was not made by "
+                            "this version of ingest; run make reset for a fresh lake")
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    app_id = f"website-activity-ingest-{uuid.uuid4()}"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(app_id + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return app_id
+
+
 def _check_checkpoint(settings: Settings, checkpoint: Path) -> None:
     if ledger_entries(settings) and not (checkpoint / "offsets").is_dir():
         raise PipelineError(f"the lake holds ingested batches but the checkpoint {checkpoint} is gone: "
@@ -503,10 +619,8 @@ def run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool = Fals
                duration_s: float | None = None, stop: threading.Event | None = None) -> IngestResult:
     """Consume the topics into the lake, then rebuild gold and write the run's summary.
 
-    While it runs, whole-stage code generation is as ``ingest.whole_stage_codegen`` says (off by
-    default: the parse and rules make one generated method too large for the JIT to compile, and
-    it runs about 4x slower than the expressions evaluated one by one; see README "Performance").
-    The session's setting is restored afterwards.
+    While it runs, whole-stage code generation is as ``ingest.whole_stage_codegen`` says (on by
+    default; README "Performance"). The session's setting is restored afterwards.
 
     Args:
         spark: The session.
@@ -538,6 +652,7 @@ def _run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool,
                 duration_s: float | None, stop: threading.Event | None) -> IngestResult:
     checkpoint = settings.path("checkpoints") / "ingest"
     _check_checkpoint(settings, checkpoint)
+    app_id = checkpoint_app_id(checkpoint)
     entries = ledger_entries(settings)
     state: dict[str, Any] = {"previous": entries[-1] if entries else None, "batches": []}
 
@@ -545,15 +660,15 @@ def _run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool,
         previous = state["previous"]
         if previous is not None and previous["batch_id"] >= batch_id:
             previous = next((e for e in reversed(ledger_entries(settings)) if e["batch_id"] < batch_id), None)
-        stats = process_batch(kafka, batch_id, settings, previous)
+        stats = process_batch(kafka, batch_id, settings, previous, app_id)
         failpoint("batch.before_commit")  # crash tests: the batch complete, Spark's commit not written
         state["previous"] = ledger_entry(settings, batch_id)
         state["batches"].append(stats)
         rate = stats.records_read / stats.seconds if stats.seconds else 0.0
         log.info("batch %d%s: %d records in %.1fs (%.0f rows/s): %d to silver, %d quarantined, "
-                 "%d duplicates removed", batch_id, " (replayed, already complete)" if stats.replayed else "",
+                 "%d duplicates removed [%s]", batch_id, " (replayed, already complete)" if stats.replayed else "",
                  stats.records_read, stats.seconds, rate, stats.silver, stats.quarantined,
-                 stats.duplicates_removed)
+                 stats.duplicates_removed, ", ".join(f"{k} {v:.1f}s" for k, v in stats.phases.items()))
 
     start = time.monotonic()
     stop = stop or threading.Event()
@@ -609,41 +724,35 @@ def _is_replay_metrics_bug(exc: BaseException) -> bool:
 
 
 # -- end of run: gold, reconciliation, summary ------------------------------------------------
-def build_gold(spark: "SparkSession", settings: Settings) -> dict[str, int]:
-    """Rebuild gold from the whole of silver; count the late events the watermark left out."""
-    from pyspark.sql import functions as F
-
-    from website_activity.lake import has_parquet, replace_table
+def count_late(spark: "SparkSession", settings: Settings) -> int:
+    """Late events in silver (behind the watermark, left out of gold): a column scan that Delta's
+    file statistics on ``is_late`` mostly skip."""
+    from website_activity.lake import is_table, read_delta
 
     silver = settings.path("silver")
-    if not has_parquet(silver):
-        return {"gold_rows": 0, "late": 0}
-    df = spark.read.parquet(str(silver))
-    late = df.where(F.col("is_late")).count()
-    rows = replace_table(gold_frame(df, settings["ingest"]["gold_window_s"]).repartition("event_date"),
-                         settings.path("gold"), "event_date")
-    return {"gold_rows": rows, "late": late}
+    return read_delta(spark, silver).where("is_late").count() if is_table(silver) else 0
 
 
 def finish_run(spark: "SparkSession", settings: Settings, batches: list[BatchStats],
                seconds: float) -> dict[str, Any]:
-    """Rebuild gold, reconcile the ledger with the tables and write ``ingest.json``.
+    """Reconcile the ledger with the tables and write ``ingest.json`` (gold is kept up to date by
+    each batch: nothing is rebuilt here).
 
     Raises:
         PipelineError: The equation or the tables' row counts do not match the ledger.
     """
     from website_activity.lake import table_stats
 
-    gold = build_gold(spark, settings)
+    late = count_late(spark, settings)
     entries = ledger_entries(settings)
     totals = ledger_totals(entries)
     tables = {key: table_stats(settings.path(key)) for key in ("bronze", "silver", "quarantine", "gold")}
     run_read = sum(b.records_read for b in batches)
     summary: dict[str, Any] = {
         **totals,
-        "late": gold["late"],
-        "gold_dropped_by_watermark": gold["late"],
-        "gold_rows": gold["gold_rows"],
+        "late": late,
+        "gold_dropped_by_watermark": late,
+        "gold_rows": tables["gold"]["rows"],
         "silver_files": tables["silver"]["files"],
         "silver_avg_file_bytes": tables["silver"]["avg_file_bytes"],
         "seconds": round(seconds, 3),

@@ -1,21 +1,23 @@
-"""Idempotent micro-batch writes into the Parquet lake (local or shared file system).
+"""The lake's tables on Delta Lake: idempotent micro-batch writes, readers, statistics, compaction.
 
-Each micro-batch is written by Spark into ``<table>/_staging/batch-N`` (Spark's readers skip
-folders starting with ``_``), then each file is moved into its partition folder under a name
-that starts with the batch id, and a marker ``<table>/_batches/N`` records the batch's row count
-last. When Spark replays batch N after a crash (the checkpoint had not committed it), the files
-of batch N already in the table are removed first, so a record is never kept twice and never
-lost; a table written with ``keep_existing`` (bronze: never rewritten) keeps a batch whose marker
-is there and writes nothing.
+Every table (bronze, silver, quarantine, gold) is a Delta table: a folder of Parquet files and
+a transaction log (``_delta_log``) that says which files make up each version. A micro-batch is
+written with Delta's idempotent writes: the writer options ``txnAppId`` (an id created with the
+streaming checkpoint, :func:`website_activity.ingest.checkpoint_app_id`) and ``txnVersion`` (the
+batch id). Delta records the pair in the commit, atomically with the batch's files, and skips a
+later write of the same pair: a batch replayed after a crash lands once. A crashed write leaves
+at most files that no commit names, which no Delta reader sees (VACUUM removes them).
+
+Read the tables as Delta tables (:func:`read_table`): a plain Parquet reader of these folders
+also reads the files that OPTIMIZE replaced and that crashed writes left, so it counts rows twice.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
@@ -24,137 +26,178 @@ from website_activity.failpoints import failpoint
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-MARKERS = "_batches"
+LOG = "_delta_log"
+TABLES = ("bronze", "silver", "quarantine", "gold")
+_COMMIT = re.compile(r"^(\d{20})\.json$")
 
 
-def batch_prefix(batch_id: int) -> str:
-    return f"batch-{batch_id:010d}-"
+# -- the transaction log, read without Spark -------------------------------------------------
+def is_table(path: Path) -> bool:
+    """True when ``path`` is a Delta table with at least one commit."""
+    return table_version(path) is not None
 
 
-def _marker(table: Path, batch_id: int) -> Path:
-    return table / MARKERS / str(batch_id)
-
-
-def committed_rows(table: Path, batch_id: int) -> int | None:
-    """The row count of batch ``batch_id`` in ``table`` if it was written completely, else None."""
+def table_version(path: Path) -> int | None:
+    """The latest committed version of the Delta table at ``path`` (None: no table there)."""
     try:
-        return int(_marker(table, batch_id).read_text())
-    except (OSError, ValueError):
+        names = [m.group(1) for m in map(_COMMIT.match, (p.name for p in (path / LOG).iterdir())) if m]
+    except OSError:
         return None
+    return max(int(n) for n in names) if names else None
 
 
-def batch_files(table: Path, batch_id: int) -> list[Path]:
-    """The visible Parquet files of one batch (outside ``_staging``)."""
-    return [p for p in visible_parquet(table) if p.name.startswith(batch_prefix(batch_id))]
+def _commit_actions(path: Path, version: int) -> list[dict[str, Any]]:
+    try:
+        text = (path / LOG / f"{version:020d}.json").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def parquet_rows(files: Iterable[Path]) -> int:
-    """Rows in Parquet files, from their footers (no Spark job)."""
-    import pyarrow.parquet as pq
+def txn_commit(path: Path, app_id: str, batch_id: int) -> dict[str, Any] | None:
+    """The ``commitInfo`` of the commit that wrote batch ``batch_id`` of ``app_id``, or None.
 
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    Searches the log from its newest commit back to the first commit of an earlier batch of the
+    same app (a table's commits of one app come in batch order).
+    """
+    latest = table_version(path)
+    if latest is None:
+        return None
+    for version in range(latest, -1, -1):
+        actions = _commit_actions(path, version)
+        txns = [a["txn"] for a in actions if "txn" in a and a["txn"].get("appId") == app_id]
+        if not txns:
+            continue
+        if txns[0]["version"] == batch_id:
+            return next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        if txns[0]["version"] < batch_id:
+            return None
+    return None
 
 
-def discard_batch(table: Path, batch_id: int) -> None:
-    """Remove whatever an interrupted attempt of batch ``batch_id`` left in ``table``."""
-    _marker(table, batch_id).unlink(missing_ok=True)
-    for old in batch_files(table, batch_id):
-        old.unlink()
-    shutil.rmtree(table / "_staging" / f"batch-{batch_id}", ignore_errors=True)
+def committed_batches(path: Path) -> set[int]:
+    """The batch ids (``txnVersion``) that have a commit in the table, whatever the app id."""
+    latest = table_version(path)
+    return {a["txn"]["version"] for v in range(0 if latest is None else latest + 1)
+            for a in _commit_actions(path, v) if "txn" in a}
 
 
+def committed_rows(path: Path, app_id: str, batch_id: int) -> int | None:
+    """Rows that batch ``batch_id`` of ``app_id`` added to the table (None: not committed)."""
+    info = txn_commit(path, app_id, batch_id)
+    if info is None:
+        return None
+    return int((info.get("operationMetrics") or {}).get("numOutputRows", 0))
+
+
+def commit_metadata(path: Path, app_id: str, batch_id: int) -> dict[str, Any] | None:
+    """The ``userMetadata`` (JSON) of the commit of batch ``batch_id`` (None: not committed)."""
+    info = txn_commit(path, app_id, batch_id)
+    if info is None:
+        return None
+    try:
+        return json.loads(info.get("userMetadata") or "{}")
+    except ValueError:
+        return {}
+
+
+# -- writes ------------------------------------------------------------------------------------
 def write_batch(df: "DataFrame", table: Path, batch_id: int, partition_by: str | None = None, *,
-                files_per_partition: int | None = None, keep_existing: bool = False) -> int:
-    """Write one micro-batch into ``table``, replacing any earlier attempt of the same batch.
+                app_id: str = "website-activity", replace_where: str | None = None,
+                optimize_write: bool | None = None, metadata: dict[str, Any] | None = None) -> int:
+    """Write one micro-batch into the Delta table ``table``, once whatever the replays.
 
     Args:
-        df: The rows of the batch (it is evaluated once, by the write).
-        table: The table's folder.
-        batch_id: Structured Streaming's batch id.
-        partition_by: Optional partition column (a ``col=value`` folder per value).
-        files_per_partition: Shuffle the rows so that each partition value gets this many files
-            (None: one file per task and partition value, as Spark writes them).
-        keep_existing: Keep a batch that was completely written before (its marker is there)
-            instead of writing it again.
+        df: The rows of the batch (evaluated once, by the write).
+        table: The table's folder (created on the first write, with :data:`PROPERTIES`).
+        batch_id: Structured Streaming's batch id (Delta's ``txnVersion``).
+        partition_by: Optional partition column.
+        app_id: Delta's ``txnAppId``: a new id for a new checkpoint (batch ids restart at 0).
+        replace_where: Overwrite the rows matching this predicate instead of appending.
+        optimize_write: Override the table's ``optimizeWrite`` (False where the rows were
+            already shuffled into one task per partition value).
+        metadata: Kept as JSON in the commit's ``userMetadata``.
 
     Returns:
-        The number of rows of the batch in the table (counted from the written files' footers).
+        The rows the batch added, from its commit (also when the write was a replay Delta skipped).
     """
-    from pyspark.sql import functions as F
-
-    if keep_existing:
-        rows = committed_rows(table, batch_id)
-        if rows is not None:
-            return rows
-    marker = _marker(table, batch_id)
-    discard_batch(table, batch_id)
-    staging = table / "_staging" / f"batch-{batch_id}"
-    if files_per_partition and partition_by:
-        if files_per_partition == 1:
-            df = df.repartition(partition_by)
-        else:
-            salt = F.pmod(F.xxhash64(*df.columns), F.lit(files_per_partition))
-            df = df.repartition(partition_by, salt)
-    writer = df.write.mode("overwrite")
+    rows = committed_rows(table, app_id, batch_id)
+    if rows is not None:  # a replay: Delta would skip it too, but would not say how many rows
+        return rows
+    writer = (df.write.format("delta").mode("overwrite" if replace_where else "append")
+              .option("txnAppId", app_id).option("txnVersion", str(batch_id)))
+    if replace_where:
+        writer = writer.option("replaceWhere", replace_where)
+    if optimize_write is not None:
+        writer = writer.option("optimizeWrite", str(optimize_write).lower())
+    if metadata is not None:
+        writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
     if partition_by:
         writer = writer.partitionBy(partition_by)
-    writer.parquet(str(staging))
-    failpoint(f"{table.name}.staged")  # crash tests: the batch's files written, none in the table yet
-    parts = sorted(staging.rglob("*.parquet"))
-    rows = parquet_rows(parts)
-    for part in parts:
-        dest_dir = table / part.parent.relative_to(staging)
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        part.replace(dest_dir / f"{batch_prefix(batch_id)}{part.name}")
-    failpoint(f"{table.name}.moved")  # crash tests: files in the table, the batch's marker not yet
-    shutil.rmtree(staging, ignore_errors=True)
+    failpoint(f"{table.name}.before_commit")  # crash tests: nothing of the batch committed here yet
+    writer.save(str(table))
+    failpoint(f"{table.name}.committed")  # crash tests: the commit is in the log, the batch not done
+    return committed_rows(table, app_id, batch_id) or 0
+
+
+# -- readers -------------------------------------------------------------------------------------
+def read_delta(spark: "SparkSession", path: Path, version: int | None = None) -> "DataFrame":
+    """The Delta table at ``path`` (at ``version``: time travel), as a DataFrame.
+
+    Raises:
+        PipelineError: No table there, or it cannot be read.
+    """
+    if not is_table(path):
+        raise PipelineError(f"no data in {path}: run make ingest first")
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", int(version))
     try:
-        staging.parent.rmdir()  # the _staging folder, once no batch is in flight
-    except OSError:
-        pass
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.tmp")
-    tmp.write_text(str(rows))
-    tmp.replace(marker)
-    return rows
+        return reader.load(str(path))
+    except Exception as exc:  # pyspark's AnalysisException carries a JVM trace: keep one line
+        raise PipelineError(f"cannot read {path}: {first_line(exc)}") from exc
 
 
-def read_batch(spark: "SparkSession", table: Path, batch_id: int) -> "DataFrame":
-    """The rows one batch wrote into ``table`` (partition columns included)."""
-    files = batch_files(table, batch_id)
-    return spark.read.option("basePath", str(table)).parquet(*[str(f) for f in files])
+def read_table(spark: "SparkSession", settings: Settings, name: str, version: int | None = None) -> "DataFrame":
+    """One of the lake's tables (``bronze``, ``silver``, ``quarantine``, ``gold``) by name."""
+    return read_delta(spark, settings.path(name), version)
 
 
-def read_partitions(spark: "SparkSession", table: Path, column: str, values: Iterable[str],
-                    columns: list[str]) -> "DataFrame | None":
-    """``columns`` of the partitions ``column=value`` of ``table`` that exist (None: none does)."""
-    dirs = [table / f"{column}={v}" for v in sorted(set(values))]
-    dirs = [d for d in dirs if d.is_dir() and any(not p.name.startswith(("_", ".")) for p in d.glob("*.parquet"))]
-    if not dirs:
-        return None
-    return spark.read.option("basePath", str(table)).parquet(*[str(d) for d in dirs]).select(*columns)
+def has_table(path: Path) -> bool:
+    """True when ``path`` holds a Delta table (a table ingest wrote at least once)."""
+    return is_table(path)
 
 
-def replace_table(df: "DataFrame", table: Path, partition_by: str | None = None) -> int:
-    """Write ``df`` as the whole of ``table``, swapping it in only once it is complete.
+def silver_path(settings: Settings) -> Path:
+    """The silver table's folder, checked before any Spark work (scripts call it first).
 
-    Returns:
-        The number of rows written.
+    Raises:
+        PipelineError: It does not exist or holds no Delta table yet.
     """
-    new = table.with_name(f".{table.name}.new")
-    old = table.with_name(f".{table.name}.old")
-    shutil.rmtree(new, ignore_errors=True)
-    writer = df.write.mode("overwrite")
-    if partition_by:
-        writer = writer.partitionBy(partition_by)
-    writer.parquet(str(new))
-    rows = parquet_rows(new.rglob("*.parquet"))
-    shutil.rmtree(old, ignore_errors=True)
-    if table.exists():
-        table.replace(old)
-    new.replace(table)
-    shutil.rmtree(old, ignore_errors=True)
-    return rows
+    path = settings.path("silver")
+    if not is_table(path):
+        raise PipelineError(f"no data in {path}: run make ingest first")
+    return path
+
+
+def read_silver(spark: "SparkSession", settings: Settings, version: int | None = None) -> "DataFrame":
+    """The silver table (at ``version``, else the latest) as one DataFrame.
+
+    Raises:
+        PipelineError: The table is missing or cannot be read.
+    """
+    return read_delta(spark, silver_path(settings), version)
+
+
+def read_quarantine_count(spark: "SparkSession", settings: Settings, version: int | None = None) -> int:
+    """Rows in the quarantine table; 0 when nothing was ever quarantined (no table)."""
+    path = settings.path("quarantine")
+    if not is_table(path):
+        return 0
+    try:
+        return read_delta(spark, path, version).count()
+    except Exception as exc:  # one line, not a JVM trace
+        raise PipelineError(f"cannot read {path}: {first_line(exc)}") from exc
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -165,83 +208,47 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def has_parquet(table: Path) -> bool:
-    """True when ``table`` holds a Parquet file that Spark would read.
-
-    Spark skips paths starting with ``_`` or ``.`` (ingest's ``_staging`` folder): so do we.
-    """
-    for part in table.rglob("*.parquet"):
-        if not any(p.startswith(("_", ".")) for p in part.relative_to(table).parts):
-            return True
-    return False
-
-
-def silver_path(settings: Settings) -> Path:
-    """The silver table's folder, checked before any Spark work (scripts call it first).
-
-    Raises:
-        PipelineError: It does not exist or holds no Parquet file yet.
-    """
-    path = settings.path("silver")
-    if not path.is_dir() or not has_parquet(path):
-        raise PipelineError(f"no data in {path}: run make ingest first")
-    return path
-
-
-def read_silver(spark: "SparkSession", settings: Settings) -> "DataFrame":
-    """The silver table as one DataFrame.
-
-    Raises:
-        PipelineError: The table is missing, holds no Parquet file, or cannot be read.
-    """
-    path = silver_path(settings)
-    try:
-        return spark.read.parquet(str(path))
-    except Exception as exc:  # pyspark's AnalysisException carries a JVM trace: keep one line
-        raise PipelineError(f"cannot read {path}: {first_line(exc)}") from exc
-
-
-def visible_parquet(table: Path) -> list[Path]:
-    """The Parquet files Spark would read from ``table`` (none under ``_`` or ``.`` folders)."""
-    if not table.is_dir():
-        return []
-    return sorted(p for p in table.rglob("*.parquet")
-                  if not any(part.startswith(("_", ".")) for part in p.relative_to(table).parts))
-
-
-_visible_parquet = visible_parquet
-
-
 def table_stats(table: Path) -> dict[str, int]:
-    """Files, bytes, average file size and rows of a table (from the file system and footers)."""
-    files = visible_parquet(table)
-    size = sum(f.stat().st_size for f in files)
-    return {"files": len(files), "bytes": size, "avg_file_bytes": size // len(files) if files else 0,
-            "rows": parquet_rows(files)}
+    """Files, bytes, average file size and rows of the table's latest version (from its log,
+    with delta-rs: no Spark job)."""
+    if not is_table(table):
+        return {"files": 0, "bytes": 0, "avg_file_bytes": 0, "rows": 0, "version": -1}
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    dt = DeltaTable(str(table))
+    adds = pa.table(dt.get_add_actions(flatten=True))
+    files = adds.num_rows
+    size = sum(adds.column("size_bytes").to_pylist()) if files else 0
+    rows = sum(n or 0 for n in adds.column("num_records").to_pylist()) if files else 0
+    return {"files": files, "bytes": size, "avg_file_bytes": size // files if files else 0, "rows": rows,
+            "version": dt.version()}
+
+
+def lake_versions(settings: Settings) -> dict[str, int | None]:
+    """The latest version of silver and quarantine (None: no table yet), from their logs."""
+    return {key: table_version(settings.path(key)) for key in ("silver", "quarantine")}
 
 
 def lake_fingerprint(settings: Settings) -> str:
-    """A digest of the files Spark would read from silver and quarantine (path, size, mtime).
+    """The versions of silver and quarantine, as one string (``silver@12 quarantine@7``).
 
     The quality gate records it with each validation; training compares it with the lake as
-    it is then, so data ingested after the validation is not trained on unvalidated.
+    it is then: any commit since (an ingest, a compaction) makes the validation stale.
     """
-    digest = hashlib.sha256()
-    for key in ("silver", "quarantine"):
-        table = settings.path(key)
-        for part in visible_parquet(table):
-            st = part.stat()
-            digest.update(f"{key}/{part.relative_to(table).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n"
-                          .encode())
-    return digest.hexdigest()
+    return " ".join(f"{k}@{'none' if v is None else v}" for k, v in lake_versions(settings).items())
 
 
-def read_quarantine_count(spark: "SparkSession", settings: Settings) -> int:
-    """Rows in the quarantine table; 0 when nothing was ever quarantined (no table)."""
-    path = settings.path("quarantine")
-    if not has_parquet(path):
-        return 0
-    try:
-        return spark.read.parquet(str(path)).count()
-    except Exception as exc:  # one line, not a JVM trace
-        raise PipelineError(f"cannot read {path}: {first_line(exc)}") from exc
+# -- maintenance ---------------------------------------------------------------------------------
+def compact_table(spark: "SparkSession", path: Path, retention_hours: float) -> dict[str, Any]:
+    """OPTIMIZE (bin-packing small files) then VACUUM (files no version newer than the retention
+    needs). Both are Delta transactions: a crash in either leaves the table as it was, at worst
+    with unreferenced files that the next VACUUM removes."""
+    before = table_stats(path)
+    failpoint("compact.optimize")  # crash tests: a kill while OPTIMIZE runs
+    spark.sql(f"OPTIMIZE delta.`{path}`").collect()
+    failpoint("compact.vacuum")
+    spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours} HOURS").collect()
+    after = table_stats(path)
+    return {"files_before": before["files"], "files_after": after["files"], "rows": after["rows"],
+            "version": after["version"]}

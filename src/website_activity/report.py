@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
-from website_activity.lake import has_parquet, read_json, read_silver, table_stats
+from website_activity.lake import has_table, read_json, read_silver, read_table, table_stats
 from website_activity.privacy import ip_pseudonymiser
 
 if TYPE_CHECKING:
@@ -441,8 +441,8 @@ def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
         sessions.unpersist()
         silver.unpersist()
     gold_path = settings.path("gold")
-    if has_parquet(gold_path):
-        frames["traffic_per_minute"] = (spark.read.parquet(str(gold_path)).drop("event_date")
+    if has_table(gold_path):
+        frames["traffic_per_minute"] = (read_table(spark, settings, "gold").drop("event_date")
                                         .orderBy("window_start", "device_type", "action_type").toPandas())
     else:
         frames["traffic_per_minute"] = pd.DataFrame(columns=["window_start", "window_end", "device_type",

@@ -312,6 +312,37 @@ def _log_artifacts(run_dir: Path, val: "pd.DataFrame", test: "pd.DataFrame", met
     mlflow.log_artifacts(str(run_dir), artifact_path="evaluation")
 
 
+def validated_silver(spark: "SparkSession", settings: Settings) -> tuple["DataFrame", int | None]:
+    """Silver as the quality gate validated it: the Delta version in ``latest.json``, read with
+    time travel (``versionAsOf``); the latest version when no validation recorded one."""
+    version = (read_json(latest_path(settings)) or {}).get("silver_version")
+    return read_silver(spark, settings, version), version
+
+
+def log_silver_input(settings: Settings, silver: "DataFrame", version: int | None) -> None:
+    """Log silver at ``version`` as the run's source dataset (a ``delta_table`` source).
+
+    MLflow 3.17's ``DeltaDatasetSource.to_dict`` drops a version that is 0 (it tests the value,
+    not ``is not None``), which would read as "the latest version": the subclass keeps it.
+    """
+    import mlflow
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+    from mlflow.data.spark_dataset import SparkDataset
+
+    class _Source(DeltaDatasetSource):
+        def to_dict(self) -> dict[Any, Any]:
+            info = super().to_dict()
+            if self._delta_table_version is not None:
+                info["delta_table_version"] = self._delta_table_version
+            return info
+
+    source = _Source(path=str(settings.path("silver")), delta_table_version=version)
+    digest = f"v{version}" if version is not None else None  # a version names the data exactly
+    mlflow.log_input(SparkDataset(df=silver, source=source, name="silver", digest=digest), context="source")
+    if version is not None:
+        mlflow.set_tag("silver_version", str(version))
+
+
 def run_train(spark: "SparkSession", settings: Settings, force: bool = False) -> dict[str, Any]:
     """Features, search, evaluation and one MLflow run with a registered model (see the module docstring).
 
@@ -348,7 +379,7 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
     started_all = time.monotonic()
     conf = settings["train"]
     seed = int(conf["seed"])
-    silver = read_silver(spark, settings)
+    silver, silver_version = validated_silver(spark, settings)
     gate = require_gate(settings, force)
     experiment_id = ensure_experiment(settings)  # an unreachable MLflow fails before the Spark work
     rows = silver.count()
@@ -433,6 +464,7 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
         mlflow.log_metrics({k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))})
         dataset = mlflow.data.from_spark(features, path=features_path, name="session_features", targets="label")
         mlflow.log_input(dataset, context="training")
+        log_silver_input(settings, silver, silver_version)
         with tempfile.TemporaryDirectory(prefix="wa-train-") as tmp:
             _log_artifacts(Path(tmp), val, test, metrics, threshold, coefs, search, oracle_curve)
         if settings["mlflow"]["log_model"]:

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, ValidationFailed, first_line
-from website_activity.lake import lake_fingerprint, read_quarantine_count, read_silver
+from website_activity.lake import lake_fingerprint, lake_versions, read_quarantine_count, read_silver
 from website_activity.schema import field_names, required_fields, spark_type_names
 
 if TYPE_CHECKING:
@@ -663,10 +663,11 @@ def run_validate(spark: "SparkSession", settings: Settings) -> ValidationReport:
             its ``report`` attribute holds the :class:`ValidationReport`.
     """
     fingerprint = lake_fingerprint(settings)  # before reading: a later change makes it stale
+    versions = lake_versions(settings)  # the versions validated, read as of them (time travel)
     # Not cached: GX's jobs each read a column or two, and Parquet serves those faster than
     # Spark can first materialise every column in memory (measured on 1M rows, local[2]).
-    silver = read_silver(spark, settings)
-    quarantined = read_quarantine_count(spark, settings)
+    silver = read_silver(spark, settings, versions["silver"])
+    quarantined = read_quarantine_count(spark, settings, versions["quarantine"])
     silver_rows = silver.count()  # from Parquet footers: cheap
     context = file_context(settings)
     counts = ingest_counts(settings)
@@ -678,7 +679,7 @@ def run_validate(spark: "SparkSession", settings: Settings) -> ValidationReport:
     report = validate_frames(frames, settings, context=context, docs=True)
     write_quality_csv(report, quality_csv_path(settings))
     out = latest_path(settings)
-    write_report(report, out, fingerprint=fingerprint,
+    write_report(report, out, fingerprint=fingerprint, silver_version=versions["silver"],
                  quarantine={"rows": quarantined, "rate": round(quarantine_rate(silver_rows, quarantined), 6)},
                  ingest=counts,
                  data_docs=str(data_docs_index(settings)), summary_csv=str(quality_csv_path(settings)))

@@ -14,6 +14,7 @@ from tests.conftest import make_settings
 from tests.unit.test_ingest import poison
 from website_activity.generator import FAULT_KINDS, EventGenerator
 from website_activity.ingest import ledger_entries, run_ingest, summary_path
+from website_activity.lake import read_table
 from website_activity.produce import encode, run_produce, split_events
 from website_activity.topics import create_topics
 
@@ -75,7 +76,7 @@ def test_a_mixed_stream_reconciles_exactly_and_a_second_run_adds_no_duplicates(s
     # late events reach silver, flagged, and are the ones gold's watermark left out
     assert summary["late"] == len(late) and summary["gold_dropped_by_watermark"] == len(late)
 
-    silver = spark.read.parquet(str(s.path("silver")))
+    silver = read_table(spark, s, "silver")
     # silver's columns and types
     types = dict(silver.dtypes)
     assert {k: types[k] for k in ("timestamp", "click_coordinates_x", "click_coordinates_y", "event_date",
@@ -90,11 +91,11 @@ def test_a_mixed_stream_reconciles_exactly_and_a_second_run_adds_no_duplicates(s
     # duplicates kept their first record (the lowest offset)
     first_offsets = silver.where(silver.event_id.isin([e["event_id"] for e in dups])).select("offset").collect()
     assert max(r.offset for r in first_offsets) < 1000
-    gold = spark.read.parquet(str(s.path("gold")))
+    gold = read_table(spark, s, "gold")
     assert gold.agg({"events": "sum"}).first()[0] == 2000  # every event in time, none of the late ones
-    bronze = spark.read.parquet(str(s.path("bronze")))
+    bronze = read_table(spark, s, "bronze")
     assert bronze.count() == records and bronze.where("value is null").count() == 1
-    quarantine = spark.read.parquet(str(s.path("quarantine")))
+    quarantine = read_table(spark, s, "quarantine")
     assert quarantine.count() == len(bad) and quarantine.where("message is null").count() == 0
 
     # second run: new events, and old ones re-sent across runs: none of them twice in silver
@@ -107,7 +108,7 @@ def test_a_mixed_stream_reconciles_exactly_and_a_second_run_adds_no_duplicates(s
     summary = json.loads(summary_path(s).read_text())
     assert summary["records_read"] == records + 320 and summary["duplicates_removed"] == len(dups) + 20
     assert summary["reconciled"] is True
-    silver = spark.read.parquet(str(s.path("silver")))
+    silver = read_table(spark, s, "silver")
     assert silver.count() == silver.select("event_id").distinct().count() == 2000 + len(late) + 300
     assert {e["event_id"] for e in new} <= {r.event_id for r in silver.select("event_id").collect()}
     assert [e["batch_id"] for e in ledger_entries(s)] == list(range(len(ledger_entries(s))))
@@ -115,3 +116,46 @@ def test_a_mixed_stream_reconciles_exactly_and_a_second_run_adds_no_duplicates(s
     # nothing new: nothing read, the lake unchanged
     third = run_ingest(spark, s)
     assert third.input_rows == 0 and third.summary["records_read"] == records + 320
+
+
+def test_deltalake_reads_the_same_silver_and_a_reset_lake_skips_no_batch(spark, broker, tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from deltalake import DeltaTable
+
+    from tests.reliability.test_operator_input import isolated_env
+    from website_activity.ingest import checkpoint_app_id
+
+    s = make_settings(tmp_path, kafka__port=broker.port, kafka__controller_port=broker.controller_port,
+                      topics__names=[f"r-{uuid.uuid4().hex[:8]}", f"s-{uuid.uuid4().hex[:8]}"],
+                      spark__max_offsets_per_trigger=300, **NO_FAULTS)
+    create_topics(s)
+    run_produce(s, 600, seed=5)
+    first = run_ingest(spark, s)
+    assert first.silver_rows == 600 and first.batches >= 2
+    app_id = checkpoint_app_id(s.path("checkpoints") / "ingest")
+
+    # a reader outside Spark (delta-rs) sees exactly the rows Spark sees, column for column
+    def norm(v):  # instants compared as instants: pyspark gives local naive times, delta-rs UTC-aware ones
+        return v.timestamp() if isinstance(v, datetime) else v
+
+    spark_rows = sorted(tuple(map(norm, r)) for r in read_table(spark, s, "silver").collect())
+    arrow = DeltaTable(str(s.path("silver"))).to_pyarrow_table()
+    columns = read_table(spark, s, "silver").columns
+    rs_rows = sorted(tuple(norm(row[c]) for c in columns) for row in arrow.to_pylist())
+    assert len(rs_rows) == 600 and rs_rows == spark_rows
+
+    # make reset (the topics kept), then ingest again: batch ids restart at 0 with a new
+    # checkpoint, and Delta must not take them for the old ones (that would skip them silently)
+    root = Path(__file__).resolve().parents[2]
+    env = isolated_env(tmp_path)
+    done = subprocess.run([sys.executable, str(root / "scripts" / "reset.py")], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not s.path("silver").exists() and not s.path("checkpoints").exists()
+    again = run_ingest(spark, s)
+    assert checkpoint_app_id(s.path("checkpoints") / "ingest") != app_id
+    assert (again.input_rows, again.silver_rows) == (first.input_rows, 600)
+    assert again.summary["reconciled"] and read_table(spark, s, "silver").count() == 600

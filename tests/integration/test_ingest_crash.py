@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 from tests.conftest import make_settings
 from tests.integration.test_ingest import produced
 from website_activity.ingest import ledger_dir, summary_path
-from website_activity.lake import MARKERS
+from website_activity.lake import committed_batches
 from website_activity.generator import FAULT_KINDS
 from website_activity.produce import encode, run_produce
 from website_activity.topics import create_topics
@@ -88,9 +88,15 @@ def ledger_ids(settings) -> set[int]:
     return {int(p.stem) for p in ledger_dir(settings).glob("[0-9]*.json")} if ledger_dir(settings).is_dir() else set()
 
 
-def bronze_batches(settings) -> set[int]:
-    folder = settings.path("bronze") / MARKERS
-    return {int(p.name) for p in folder.iterdir() if p.name.isdigit()} if folder.is_dir() else set()
+def batches_in(settings, table: str) -> set[int]:
+    """The batch ids with a Delta commit in ``table``."""
+    return committed_batches(settings.path(table))
+
+
+def empty_batches(settings) -> set[int]:
+    """Batches with no valid event (nothing for silver to commit)."""
+    return {int(p.stem) for p in ledger_dir(settings).glob("[0-9]*.json")
+            if json.loads(p.read_text())["records_read"] == json.loads(p.read_text())["quarantined"]}
 
 
 def wait_for(predicate, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
@@ -120,17 +126,17 @@ def test_sigkill_mid_stream_three_times_then_restart_loses_and_doubles_nothing(b
 
     log = tmp_path / "ingest.log"
     points = []
-    # 1. mid-batch: a batch's bronze files are complete, its silver not yet (no ledger entry)
+    # 1. mid-batch: a batch's bronze commit is in, its silver not yet (no ledger entry)
     proc = start_stream(s, log)
-    wait_for(lambda: bool(bronze_batches(s) - ledger_ids(s)) and len(ledger_ids(s)) >= 1, proc, log)
+    wait_for(lambda: bool(batches_in(s, "bronze") - batches_in(s, "silver")) and len(ledger_ids(s)) >= 1, proc, log)
     sigkill_driver(proc)
-    points.append(("after bronze, before silver", sorted(bronze_batches(s) - ledger_ids(s))))
-    # 2. while silver's files of a batch are being written (its staging folder exists)
+    points.append(("after bronze, before silver", sorted(batches_in(s, "bronze") - batches_in(s, "silver"))))
+    # 2. right after silver's commit of a batch, before its gold and ledger entry
     proc = start_stream(s, log)
     before = len(ledger_ids(s))
-    wait_for(lambda: (s.path("silver") / "_staging").is_dir() and len(ledger_ids(s)) > before, proc, log)
+    wait_for(lambda: bool(batches_in(s, "silver") - ledger_ids(s)) and len(ledger_ids(s)) > before, proc, log)
     sigkill_driver(proc)
-    points.append(("during silver's write", len(ledger_ids(s))))
+    points.append(("after silver's commit", len(ledger_ids(s))))
     # 3. right after a batch completed, before (or while) Spark commits it to the checkpoint
     proc = start_stream(s, log)
     before = ledger_ids(s)
@@ -155,11 +161,11 @@ def test_sigkill_mid_stream_three_times_then_restart_loses_and_doubles_nothing(b
     assert (summary["records_read"], summary["silver"], summary["quarantined"], summary["duplicates_removed"]) == (
         records, EVENTS, 3, len(dups))
     assert summary["tables"]["bronze"]["rows"] == records
-    import pyarrow.dataset as ds
+    from deltalake import DeltaTable
 
-    silver_ids = ds.dataset(s.path("silver"), format="parquet", partitioning="hive").to_table(
-        columns=["event_id"]).column("event_id").to_pylist()
-    # zero lost, zero twice
+    silver_ids = DeltaTable(str(s.path("silver"))).to_pyarrow_table(columns=["event_id"]).column(
+        "event_id").to_pylist()
+    # zero lost, zero twice (read as Delta: files of a killed write are in no commit)
     assert len(silver_ids) == len(set(silver_ids)) == EVENTS
     assert set(silver_ids) == {e["event_id"] for e in events}
-    assert not (s.path("silver") / "_staging").exists()
+    assert batches_in(s, "silver") == batches_in(s, "bronze") - empty_batches(s)

@@ -11,6 +11,7 @@ from kafka import KafkaProducer
 from website_activity.config import Settings
 from website_activity.generator import FAULT_KINDS, EventGenerator
 from website_activity.ingest import run_ingest
+from website_activity.lake import read_table
 from website_activity.produce import manifest_path, run_produce, split_events
 from website_activity.topics import create_topics, delete_topics
 
@@ -33,7 +34,7 @@ def without_faults(settings: Settings) -> Settings:
 
 
 def silver(spark, settings):
-    return spark.read.parquet(str(settings.path("silver")))
+    return read_table(spark, settings, "silver")
 
 
 def test_topics_are_created_once(kafka_settings) -> None:
@@ -69,7 +70,7 @@ def test_every_event_lands_in_silver_exactly_once(spark, kafka_settings) -> None
         e = by_id[row.event_id]
         assert (row.user_id, row.page_url, row.action_type, row.click_coordinates_x) == (
             e["user_id"], e["page_url"], e["action_type"], e["click_coordinates_x"])
-    reasons = sorted(r.reason for r in spark.read.parquet(str(s.path("quarantine"))).collect())
+    reasons = sorted(r.reason for r in read_table(spark, s, "quarantine").collect())
     assert reasons == ["missing_field:user_id", "not_json"]  # the first missing field names the reason
 
     # a second run finds nothing new: the checkpoint remembers

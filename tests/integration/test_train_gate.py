@@ -14,7 +14,7 @@ from website_activity.config import Settings, repo_root
 from website_activity.errors import PipelineError, ValidationFailed
 from website_activity.generator import EventGenerator
 from website_activity.ingest import parse_records, split_valid
-from website_activity.lake import write_batch
+from website_activity.lake import read_table, write_batch
 from website_activity.train import run_train
 from website_activity.validate import check_gate, run_validate
 
@@ -85,7 +85,7 @@ def test_a_lake_never_validated_is_refused(spark, lake, monkeypatch) -> None:
 def test_a_failed_validation_stops_training_and_force_tags_the_run(spark, lake, monkeypatch) -> None:
     # the lake holds a duplicated event id: the gate fails
     first = lake.path("silver")
-    dup = spark.read.parquet(str(first)).limit(1).withColumn("offset", F.lit(10**9).cast("long"))
+    dup = read_table(spark, lake, "silver").limit(1).withColumn("offset", F.lit(10**9).cast("long"))
     write_batch(dup, first, 1, partition_by="event_date")
     with pytest.raises(ValidationFailed):
         run_validate(spark, lake)

@@ -18,6 +18,7 @@ from tests.conftest import make_settings
 from tests.reliability.test_operator_input import isolated_env
 from website_activity.broker import EmbeddedBroker, free_port
 from website_activity.ingest import run_ingest
+from website_activity.lake import read_table
 from website_activity.topics import create_topics
 
 pytestmark = pytest.mark.reliability
@@ -84,5 +85,5 @@ def test_sigkill_the_broker_mid_produce_then_restart_loses_nothing(own_broker, s
     assert summary["reconciled"] and summary["records_read"] == manifest["sent"]
     assert summary["duplicates_removed"] == manifest["faults"]["duplicate"]  # only the injected ones
     assert summary["quarantined"] == sum(manifest["faults"][k] for k in MALFORMED)
-    silver = spark.read.parquet(str(s.path("silver")))
+    silver = read_table(spark, s, "silver")
     assert silver.count() == EVENTS == silver.select("event_id").distinct().count()  # 0 lost, none twice

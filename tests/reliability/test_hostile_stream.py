@@ -16,6 +16,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from tests.conftest import make_settings
 from tests.unit.test_ingest import poison, sample_events
 from website_activity.ingest import run_ingest
+from website_activity.lake import read_table
 from website_activity.produce import encode
 
 pytestmark = pytest.mark.reliability
@@ -75,8 +76,8 @@ def test_a_hostile_stream_lands_record_by_record_and_ingest_never_crashes(spark,
     summary = result.summary
     assert summary["reconciled"] and summary["records_read"] == len(rows)
 
-    silver = {r.offset: r for r in spark.read.parquet(str(s.path("silver"))).collect()}
-    quarantine = {r.offset: r for r in spark.read.parquet(str(s.path("quarantine"))).collect()}
+    silver = {r.offset: r for r in read_table(spark, s, "silver").collect()}
+    quarantine = {r.offset: r for r in read_table(spark, s, "quarantine").collect()}
     landed = {o: "silver" if o in silver else quarantine[o].reason for o in offsets}
     expected = {o: where for o, (_, _, where, _) in zip(offsets, rows)}
     assert landed == expected

@@ -2,19 +2,21 @@
 
 `make ingest` (scripts/ingest.py) runs with ``WA_FAILPOINT=<point>@<n>``: the n-th time the job
 passes ``point`` it SIGKILLs its Spark driver JVM and itself (website_activity.failpoints). The
-points cover the checkpoint and the file writes of a batch:
+points cover the checkpoint and the Delta commits of a batch:
 
 * ``batch.start``: Spark has logged the batch's offsets in the checkpoint, nothing is written;
-* ``bronze.staged`` / ``silver.staged``: the batch's Parquet files are written in the table's
-  staging folder, none moved into the table;
-* ``silver.moved``: the files are in the table, the batch's marker is not (``bronze.moved`` works
-  the same way, left out for time);
+* ``bronze.committed``: bronze's commit of the batch is in, the other tables' not;
+* ``silver.before_commit``: quarantine committed, silver's write not started;
+* ``silver.before_commit+0.4``: 0.4 s later, from a timer: in the middle of silver's write (its
+  dedup against silver and its files), before or while it commits;
+* ``gold.committed``: every table committed, the ledger entry not written;
 * ``batch.before_commit``: the batch is complete (ledger entry written) and Spark's commit to the
   checkpoint is not yet written: the restart replays it.
 
 After the last kill a clean run must leave the exact equation, every event once and none twice.
-The existing tests/integration/test_ingest_crash.py kills `make stream` by timing; this one by
-point."""
+Then ``make compact`` is killed in the middle of OPTIMIZE: it must lose nothing, and a second
+compaction must finish. The existing tests/integration/test_ingest_crash.py kills `make stream`
+by timing; this one by point."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import pytest
 from tests.conftest import make_settings
 from tests.reliability.test_operator_input import isolated_env
 from website_activity.ingest import ledger_dir, summary_path
+from website_activity.lake import table_stats
 from website_activity.produce import run_produce
 from website_activity.topics import create_topics
 
@@ -37,18 +40,31 @@ pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261130
 EVENTS = 1800
-POINTS = ["batch.start", "bronze.staged", "silver.staged", "silver.moved", "batch.before_commit"]
+POINTS = ["batch.start", "bronze.committed", "silver.before_commit", "silver.before_commit+0.4", "gold.committed",
+          "batch.before_commit"]
 MALFORMED = ("not_json", "truncated_json", "missing_field", "wrong_type", "unknown_enum", "out_of_viewport",
              "oversize")
 
 
-def ingest(env: dict[str, str], log: Path, failpoint: str | None = None) -> int:
+def ingest(env: dict[str, str], log: Path, failpoint: str | None = None, script: str = "ingest.py") -> int:
     run_env = dict(env, **({"WA_FAILPOINT": failpoint} if failpoint else {}))
     with log.open("a") as out:
-        out.write(f"\n--- ingest {failpoint or '(no failpoint)'}\n")
+        out.write(f"\n--- {script} {failpoint or '(no failpoint)'}\n")
         out.flush()
-        return subprocess.run([sys.executable, str(ROOT / "scripts" / "ingest.py")], cwd=ROOT, env=run_env,
+        return subprocess.run([sys.executable, str(ROOT / "scripts" / script)], cwd=ROOT, env=run_env,
                               stdout=out, stderr=subprocess.STDOUT, timeout=600).returncode
+
+
+def silver_ids(settings) -> list[str]:
+    """Silver's event ids, read as a Delta table by delta-rs (files of a killed write are in no commit)."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(settings.path("silver"))).to_pyarrow_table(columns=["event_id"]).column(
+        "event_id").to_pylist()
+
+
+def before_dates(settings) -> set[str]:
+    return {p.name for p in settings.path("silver").glob("event_date=*")}
 
 
 def batches_done(settings) -> int:
@@ -69,7 +85,8 @@ def test_seeded_kill_points_then_restart_lose_and_double_nothing(broker, tmp_pat
     kills = [(point, rng.randint(1, 2)) for point in POINTS]
     progress = []
     for point, nth in kills:
-        rc = ingest(env, log, f"{point}@{nth}")
+        name, _, delay = point.partition("+")
+        rc = ingest(env, log, f"{name}@{nth}" + (f"+{delay}" if delay else ""))
         assert rc == -9, f"{point}@{nth}: exit {rc}, not killed there:\n{log.read_text()[-3000:]}"
         progress.append(batches_done(s))
     assert progress[-1] > 0  # the kills moved through the stream
@@ -80,9 +97,15 @@ def test_seeded_kill_points_then_restart_lose_and_double_nothing(broker, tmp_pat
     assert summary["records_read"] == manifest["sent"] == summary["tables"]["bronze"]["rows"]
     assert summary["duplicates_removed"] == manifest["faults"]["duplicate"]
     assert summary["quarantined"] == sum(manifest["faults"][k] for k in MALFORMED)
-    import pyarrow.dataset as ds
-
-    ids = ds.dataset(s.path("silver"), format="parquet", partitioning="hive").to_table(
-        columns=["event_id"]).column("event_id").to_pylist()
+    ids = silver_ids(s)
     assert len(ids) == len(set(ids)) == EVENTS == summary["silver"]  # 0 lost, none twice
-    assert not (s.path("silver") / "_staging").exists() and not (s.path("bronze") / "_staging").exists()
+
+    # make compact killed while OPTIMIZE rewrites silver's small files: nothing lost, none twice
+    before = table_stats(s.path("silver"))
+    assert before["files"] > 2 * len({d for d in before_dates(s)})  # one small file per date and batch
+    assert ingest(env, log, "compact.optimize@2+1.0", script="compact.py") == -9
+    assert sorted(silver_ids(s)) == sorted(ids)
+    assert ingest(env, log, script="compact.py") == 0, log.read_text()[-3000:]
+    after = table_stats(s.path("silver"))
+    assert after["rows"] == before["rows"] and after["files"] < before["files"]
+    assert sorted(silver_ids(s)) == sorted(ids)

@@ -2,14 +2,17 @@
 dedup on event_id, the watermark's late flag, gold windows, idempotent batch writes."""
 
 import json
+import shutil
 from datetime import datetime, timedelta
 
 import pytest
 from pyspark.sql import Row
 
 from website_activity.generator import EventGenerator
-from website_activity.ingest import deduplicate, gold_frame, parse_records, reconcile, split_valid
-from website_activity.lake import committed_rows, write_batch
+from website_activity.errors import PipelineError
+from website_activity.ingest import (checkpoint_app_id, deduplicate, gold_frame, gold_range, parse_records, reconcile,
+                                     split_valid)
+from website_activity.lake import committed_rows, table_stats, table_version, write_batch
 from website_activity.produce import encode
 
 
@@ -148,26 +151,46 @@ def test_gold_counts_events_users_and_sessions_per_minute_without_late_events(sp
     assert out == [("2026-01-05 08:00:00", 3, 2, 2, "2026-01-05"), ("2026-01-05 08:01:00", 1, 1, 1, "2026-01-05")]
 
 
-def test_write_batch_replaces_a_replayed_batch(spark, settings, tmp_path) -> None:
+def test_write_batch_is_idempotent_by_app_and_batch_id(spark, settings, tmp_path) -> None:
     events = sample_events(settings, 40)
     silver = silver_rows(spark, settings, events)
     table = tmp_path / "silver"
-    assert write_batch(silver, table, 0, partition_by="event_date") == 40
+    assert write_batch(silver, table, 0, partition_by="event_date", app_id="a") == 40
     # a replay of batch 0 (crash before the checkpoint commit) must not duplicate it
-    assert write_batch(silver, table, 0, partition_by="event_date", files_per_partition=1) == 40
-    assert write_batch(silver.limit(3), table, 1, partition_by="event_date") == 3
-    back = spark.read.parquet(str(table))
+    version = table_version(table)
+    assert write_batch(silver, table, 0, partition_by="event_date", app_id="a") == 40
+    assert table_version(table) == version  # Delta skipped it: no new commit
+    assert write_batch(silver.limit(3), table, 1, partition_by="event_date", app_id="a") == 3
+    back = spark.read.format("delta").load(str(table))
     assert back.count() == 43
     assert back.select("event_id").distinct().count() == 40
-    assert not (table / "_staging").exists()
-    # one file per event date with files_per_partition=1
-    dates = {r.event_date for r in silver.select("event_date").distinct().collect()}
-    assert len([p for p in table.rglob("batch-0000000000-*.parquet")]) == len(dates)
-    # a table written with keep_existing (bronze) keeps a complete batch: never rewritten
-    files = {p: p.stat().st_mtime_ns for p in table.rglob("batch-0000000001-*.parquet")}
-    assert write_batch(silver, table, 1, partition_by="event_date", keep_existing=True) == 3
-    assert {p: p.stat().st_mtime_ns for p in table.rglob("batch-0000000001-*.parquet")} == files
-    assert committed_rows(table, 1) == 3 and committed_rows(table, 2) is None
+    assert committed_rows(table, "a", 1) == 3 and committed_rows(table, "a", 2) is None
+    # another app id (a new checkpoint, whose batch ids restart at 0) is not skipped
+    assert write_batch(silver.limit(5), table, 0, partition_by="event_date", app_id="b") == 5
+    assert spark.read.format("delta").load(str(table)).count() == 48
+    # the tables get optimizeWrite and auto compaction as table properties
+    props = spark.sql(f"DESCRIBE DETAIL delta.`{table}`").first().properties
+    assert props["delta.autoOptimize.optimizeWrite"] == props["delta.autoOptimize.autoCompact"] == "true"
+    assert table_stats(table)["rows"] == 48
+
+
+def test_a_new_checkpoint_gets_a_new_app_id(tmp_path) -> None:
+    checkpoint = tmp_path / "checkpoints" / "ingest"
+    first = checkpoint_app_id(checkpoint)
+    assert checkpoint_app_id(checkpoint) == first  # kept with the checkpoint
+    shutil.rmtree(checkpoint)  # make reset
+    assert checkpoint_app_id(checkpoint) != first
+    # a checkpoint with batches but no id was not made by this ingest: refuse it
+    (checkpoint / "offsets").mkdir(parents=True, exist_ok=True)
+    (checkpoint / "offsets" / "0").write_text("v1")
+    (checkpoint / "delta_app_id").unlink()
+    with pytest.raises(PipelineError, match="make reset"):
+        checkpoint_app_id(checkpoint)
+
+
+def test_gold_range_covers_the_touched_windows() -> None:
+    assert gold_range("2026-01-05T08:00:59.900000", "2026-01-05T08:02:00.000000", 60) == (
+        "2026-01-05 08:00:00", "2026-01-05 08:03:00")
 
 
 @pytest.mark.parametrize("change, problem", [
