@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from website_activity.config import Settings
@@ -51,6 +52,21 @@ def spark_java(settings: Settings) -> str:
     return java
 
 
+# -- the driver's logging ----------------------------------------------------------------------
+def log4j_config(settings: Settings) -> Path:
+    """Our log4j2 configuration for the driver (``conf/log4j2.properties``)."""
+    return settings.root / "conf" / "log4j2.properties"
+
+
+def driver_logging(settings: Settings) -> dict[str, str]:
+    """Session settings for the driver JVM's logging: our log4j2 file instead of Spark's default
+    profile (which announces itself in three lines on stderr and logs known, harmless warnings)."""
+    config = log4j_config(settings)
+    if not config.is_file():
+        return {}
+    return {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={config.as_uri()}"}
+
+
 def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
     """Build (or reuse) the SparkSession.
 
@@ -81,8 +97,13 @@ def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
         # Spark's Kafka source as local jars: no download at run time, same jars on every run.
         .config("spark.jars", ",".join(spark_jars(settings)))
     )
+    extra = dict(driver_logging(settings))
     for key, value in s["conf"].items():  # e.g. executor memory and cores on a cluster
+        if key in extra:  # the user's JVM options and ours, both
+            value = f"{extra.pop(key)} {value}"
         builder = builder.config(str(key), str(value))
+    for key, value in extra.items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(s["log_level"])
     return spark
