@@ -92,7 +92,7 @@ def run_metric(repo: Path, key: str) -> list[float]:
 
 # What make all's terminal may show: the stages' own lines (`<stage>: ...`) and the summary table's
 # indented rows. Anything else came from a library or the JVM.
-OWN_LINE = re.compile(r"^(broker|reset|topics|produce|ingest|validate|train|score|report|all): |^  \S")
+OWN_LINE = re.compile(r"^(setup|broker|reset|topics|produce|ingest|validate|train|score|report|all): |^  \S")
 # Lines of Spark, log4j, py4j, MLflow, GX and tqdm, as they look when they leak (VERBOSE=1 shows them).
 LIBRARY_LINE = re.compile(
     r"\b(WARN|INFO|DEBUG)\b|log4j|py4j|org\.apache|SparkContext|setLogLevel|NativeCodeLoader|"
