@@ -31,8 +31,9 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: EVENTS SEED PROFILE PORT FORCE DURATION RATE START BENCH_EVENTS QUICK VERBOSE (see README.md)"
 
-setup: ## create .venv with the pinned packages and fetch the JVM jars (idempotent)
+setup: ## create .venv with the pinned packages, fetch the JVM jars, write the JVM's class archive (idempotent)
 	@bash scripts/setup.sh
+	@if ! ls .jvm/cds/*.jsa >/dev/null 2>&1; then $(PY) scripts/class_archive.py $(COMMON); fi
 
 # What the stages depend on: setup, silent when everything is up to date.
 env:

@@ -84,42 +84,54 @@ def class_archive(settings: Settings, java: str, jar_paths: list[str]) -> Path:
     return settings.path("jvm") / "cds" / f"spark-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsa"
 
 
-def class_sharing_options(settings: Settings, java: str, jar_paths: list[str]) -> tuple[str, Path | None]:
-    """The JVM option that uses the archive, or that writes it when this JVM exits.
+def class_sharing_option(settings: Settings, java: str, jar_paths: list[str]) -> str:
+    """The JVM option that maps the archive (empty when there is none, or sharing is off).
 
-    Returns:
-        The option (empty when ``spark.class_data_sharing`` is off) and, when this run writes the
-        archive, the temporary file that :func:`stop_spark` renames into place once the JVM is gone
-        (two stages starting at once each write their own; the last rename wins).
+    Stages only read the archive; :func:`build_class_archive` (``make setup``) writes it, so no
+    stage pays for writing 140 MB at its exit.
     """
     if not settings["spark"].get("class_data_sharing", False):
-        return "", None
+        return ""
     archive = class_archive(settings, java, jar_paths)
+    return f"-XX:SharedArchiveFile={archive}" if archive.is_file() else ""
+
+
+def build_class_archive(settings: Settings) -> Path | None:
+    """Write the class-data sharing archive (``make setup``, when it is missing).
+
+    Starts a driver that dumps the classes it loaded when it exits, runs the kind of work every
+    stage does first (a Parquet write and read, an aggregation), and moves the archive into place
+    once the JVM is gone (written under a temporary name: a stage never maps half an archive).
+
+    Returns:
+        The archive, or None when ``spark.class_data_sharing`` is off.
+    """
+    import tempfile
+
+    if not settings["spark"].get("class_data_sharing", False):
+        return None
+    java = java_executable()
+    archive = class_archive(settings, java, spark_jars(settings))
     if archive.is_file():
-        return f"-XX:SharedArchiveFile={archive}", None
-    try:
-        archive.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return "", None  # a read-only paths.jvm: start without sharing
+        return archive
+    archive.parent.mkdir(parents=True, exist_ok=True)
     pending = archive.with_name(f"{archive.stem}.{os.getpid()}.tmp")
-    return f"-XX:ArchiveClassesAtExit={pending}", pending
-
-
-_PENDING_ARCHIVE: dict[str, Path] = {}
-
-
-def _settle_archive() -> None:
-    """After the driver JVM exited: move an archive it wrote into place."""
-    pending = _PENDING_ARCHIVE.pop("path", None)
-    if pending is None:
-        return
-    if pending.is_file() and pending.stat().st_size > 0:
-        os.replace(pending, pending.with_name(pending.name.split(".")[0] + ".jsa"))
-    else:
+    spark = get_spark(settings, app_suffix="class-archive",
+                      _jvm_option=f"-XX:ArchiveClassesAtExit={pending}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="wa-cds-") as tmp:
+            spark.range(1000).selectExpr("id", "id % 7 AS k").write.parquet(f"{tmp}/t")
+            spark.read.parquet(f"{tmp}/t").groupBy("k").count().toPandas()
+    finally:
+        stop_spark(spark, timeout_s=600.0)  # the JVM writes the archive as it exits
+    if not pending.is_file() or pending.stat().st_size == 0:
         pending.unlink(missing_ok=True)
+        return None
+    os.replace(pending, archive)
+    return archive
 
 
-def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
+def get_spark(settings: Settings, *, app_suffix: str = "", _jvm_option: str | None = None) -> "SparkSession":
     """Build (or reuse) the SparkSession.
 
     Args:
@@ -150,12 +162,10 @@ def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
         .config("spark.jars", ",".join(spark_jars(settings)))
     )
     extra = dict(driver_logging(settings))
-    sharing, pending = class_sharing_options(settings, java, spark_jars(settings))
-    if sharing and SparkSession.getActiveSession() is None:
+    sharing = _jvm_option if _jvm_option is not None else class_sharing_option(settings, java, spark_jars(settings))
+    if sharing:
         key = "spark.driver.extraJavaOptions"
         extra[key] = f"{extra.get(key, '')} {sharing}".strip()
-        if pending is not None:
-            _PENDING_ARCHIVE["path"] = pending
     for key, value in s["conf"].items():  # e.g. executor memory and cores on a cluster
         if key in extra:  # the user's JVM options and ours, both
             value = f"{extra.pop(key)} {value}"
@@ -191,7 +201,6 @@ def stop_spark(spark: "SparkSession", timeout_s: float = 60.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        _settle_archive()
 
 
 @contextmanager
