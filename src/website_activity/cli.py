@@ -111,12 +111,12 @@ def _display(path: Path) -> str:
 
 
 def route_output(path: Path) -> tuple[int, int]:
-    """Send file descriptors 1 and 2 to ``path``, and Python's ``sys.stdout``/``sys.stderr`` to both
-    the terminal and ``path``.
+    """Send file descriptors 1 and 2 to ``path``, and Python's ``sys.stdout`` to both the terminal
+    and ``path``.
 
     The Spark JVM and child processes inherit descriptors 1 and 2, so their output lands in the
-    file; the script's own ``click.echo`` lines go through ``sys.stdout``/``sys.stderr`` and reach
-    the terminal too.
+    file; the script's own lines (``click.echo`` on ``sys.stdout``, and :func:`echo_err`) reach the
+    terminal too.
 
     Returns:
         Descriptors of the terminal's stdout and stderr (duplicates of the original 1 and 2).
@@ -130,9 +130,19 @@ def route_output(path: Path) -> tuple[int, int]:
     os.dup2(fd, 2)
     os.close(fd)
     sys.stdout = _text(_Tee(terminal_out, 1))
-    sys.stderr = _text(_Tee(terminal_err, 2))
+    # sys.stderr stays on descriptor 2 (the log): libraries print there (MLflow's "Created version",
+    # its own logging handler). The stage's own error lines go through :func:`echo_err`.
+    _TERMINAL["err"] = _text(_Tee(terminal_err, 2))
     os.environ.update(QUIET_LIBRARY_ENV)
     return terminal_out, terminal_err
+
+
+_TERMINAL: dict[str, Any] = {}
+
+
+def echo_err(message: str) -> None:
+    """One of the stage's own lines for stderr: on the terminal (and in the log when routed)."""
+    click.echo(message, file=_TERMINAL.get("err") or sys.stderr)
 
 
 def _stage_log(stage: str, kwargs: dict[str, Any]) -> Path | None:
@@ -184,18 +194,18 @@ def main_wrapper(stage: str) -> Callable[[Callable[..., Any]], Callable[..., Any
             try:
                 return func(*args, **kwargs)
             except PipelineError as exc:
-                click.echo(f"{stage}: error: {exc}{where}", err=True)
+                echo_err(f"{stage}: error: {exc}{where}")
                 sys.exit(exc.exit_code)
             except KeyboardInterrupt:
-                click.echo(f"{stage}: interrupted{where}", err=True)
+                echo_err(f"{stage}: interrupted{where}")
                 sys.exit(130)
             except Exception as exc:
                 if path is None:
                     raise  # on the terminal already: the whole traceback
                 # The traceback into the log only (a logger outside ours: no terminal handler).
                 logging.getLogger("stage").exception("%s failed", stage)
-                click.echo(f"{stage}: error: unexpected {type(exc).__name__}: {first_line(exc)} "
-                           f"(traceback in {_display(path)})", err=True)
+                echo_err(f"{stage}: error: unexpected {type(exc).__name__}: {first_line(exc)} "
+                         f"(traceback in {_display(path)})")
                 sys.exit(1)
         return wrapper
     return decorate

@@ -44,7 +44,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory):
     make(copy, "kafka-down")
 
 
-def make(repo: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+def make(repo: Path, *args: str, timeout: float = 2400) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WA__") and k not in ("PROFILE", "WA_ROOT")}
     env.update(WA__KAFKA__PORT=str(PORTS[0]), WA__KAFKA__CONTROLLER_PORT=str(PORTS[1]))
     # Until ingest removes duplicates and quarantines bad enums, viewports and oversize records, those
