@@ -11,12 +11,18 @@ START   ?=
 BENCH_EVENTS ?= 1000000
 QUICK   ?=
 TEST_WORKERS ?= 2
+# VERBOSE=1: every library line (Spark, log4j, MLflow, GX, progress bars) on the terminal too,
+# instead of only in logs/<stage>.log.
+VERBOSE ?=
 
 PY      := .venv/bin/python
 export WA_ROOT := $(CURDIR)
 # Options every stage shares; empty variables fall back to the configuration in conf/.
 COMMON  := --profile $(PROFILE) $(if $(PORT),--port $(PORT))
 export PROFILE
+ifneq ($(strip $(VERBOSE)),)
+export WA_VERBOSE := $(VERBOSE)
+endif
 
 .DEFAULT_GOAL := help
 .PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest stream validate train \
@@ -24,10 +30,11 @@ export PROFILE
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: EVENTS SEED PROFILE PORT FORCE DURATION RATE START BENCH_EVENTS QUICK TEST_WORKERS (see README.md)"
+	@echo "  variables: EVENTS SEED PROFILE PORT FORCE DURATION RATE START BENCH_EVENTS QUICK TEST_WORKERS VERBOSE (see README.md)"
 
-setup: ## create .venv with the pinned packages and fetch the JVM jars (idempotent)
+setup: ## create .venv with the pinned packages, fetch the JVM jars, write the JVM's class archive (idempotent)
 	@bash scripts/setup.sh
+	@if ! ls .jvm/cds/*.jsa >/dev/null 2>&1; then $(PY) scripts/class_archive.py $(COMMON); fi
 
 # What the stages depend on: setup, silent when everything is up to date.
 env:
@@ -82,17 +89,8 @@ report: env ## CSV reports (Power BI ready) and the offline dashboard reports/in
 compact: env ## OPTIMIZE + VACUUM the lake's Delta tables (small files from make stream -> large ones)
 	@$(PY) scripts/compact.py $(COMMON)
 
-all: setup ## the whole pipeline from scratch: broker, reset, topics, produce, ingest, validate, train, score, report
-	@$(MAKE) --no-print-directory kafka-up
-	@$(MAKE) --no-print-directory reset
-	@$(MAKE) --no-print-directory topics
-	@$(MAKE) --no-print-directory produce
-	@$(MAKE) --no-print-directory ingest
-	@$(MAKE) --no-print-directory validate
-	@$(MAKE) --no-print-directory train
-	@$(MAKE) --no-print-directory score
-	@$(MAKE) --no-print-directory report
-	@echo "all: done. Reports in reports/, runs in mlflow.db (make mlflow-ui). The broker is still up: make kafka-down"
+all: setup ## the whole pipeline from scratch (broker, reset, topics, produce, ingest, validate, train, score, report), then a summary table
+	@$(PY) scripts/all.py $(COMMON)
 
 bench: env ## the stages beside their baselines on a broker and lake of its own -> reports/bench.json, bench.csv (BENCH_EVENTS; QUICK=1: 100k)
 	@$(PY) scripts/bench.py $(COMMON) --events $(BENCH_EVENTS) $(if $(QUICK),--quick)
@@ -118,4 +116,4 @@ test-fast: env ## the quick loop: unit tests and the fastest integration tests (
 clean: kafka-down cluster-down ## remove generated data, reports, MLflow runs and the embedded broker's storage
 	@if [ -x $(PY) ]; then $(PY) scripts/broker.py --profile secure down; fi
 	rm -rf data/bronze data/silver data/quarantine data/gold data/ground_truth data/checkpoints data/_validation data/_runs data/features data/predictions reports/*.csv reports/index.html models/metrics.json \
-	       reports/data_docs gx/uncommitted mlflow.db mlruns .kafka .kafka-secure .cluster models/*/
+	       reports/data_docs gx/uncommitted mlflow.db mlruns .kafka .kafka-secure .cluster models/*/ logs

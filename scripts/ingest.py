@@ -5,7 +5,7 @@ import threading
 
 import click
 
-from website_activity.cli import common_options, main_wrapper, settings_from
+from website_activity.cli import common_options, echo_err, main_wrapper, settings_from
 from website_activity.ingest import run_ingest, summary_path
 from website_activity.preflight import check_writable
 from website_activity.spark import spark_java, spark_session
@@ -36,8 +36,7 @@ def main(profile, port, stream, duration, max_offsets):
     stop = threading.Event()
     if stream:
         def request_stop(signum, _frame):
-            click.echo(f"ingest: {signal.Signals(signum).name} received, stopping after the current batch",
-                       err=True)
+            echo_err(f"ingest: {signal.Signals(signum).name} received, stopping after the current batch")
             stop.set()
 
     with spark_session(settings, "ingest") as spark:

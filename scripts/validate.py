@@ -2,7 +2,7 @@
 
 import click
 
-from website_activity.cli import common_options, main_wrapper, settings_from
+from website_activity.cli import common_options, echo_err, main_wrapper, settings_from
 from website_activity.errors import ValidationFailed
 from website_activity.lake import silver_path
 from website_activity.spark import spark_session
@@ -37,11 +37,11 @@ def main(profile, port, save_only):
             report = run_validate(spark, settings)
     except ValidationFailed as exc:
         failed = exc.report.failures
-        click.echo(f"validate: {len(failed)} of {exc.report.expectations} expectations failed "
-                   f"on {exc.report.rows} rows:", err=True)
+        echo_err(f"validate: {len(failed)} of {exc.report.expectations} expectations failed "
+                   f"on {exc.report.rows} rows:")
         for f in failed:
-            click.echo(f"  [{f.suite}] {f.describe()}", err=True)
-        click.echo(f"  {where}", err=True)
+            echo_err(f"  [{f.suite}] {f.describe()}")
+        echo_err(f"  {where}")
         raise ValidationFailed(f"{len(failed)} of {exc.report.expectations} expectations failed "
                                f"(listed above; details in {_relative(latest_path(settings), settings)})",
                                exc.report) from exc

@@ -42,8 +42,6 @@ def load_champion(settings: Settings) -> tuple[Any, Any]:
     Raises:
         PipelineError: There is no registered model or no champion yet (``make train`` first).
     """
-    import mlflow
-    import mlflow.spark
     from mlflow.tracking import MlflowClient
 
     from website_activity.registry import champion
@@ -57,13 +55,47 @@ def load_champion(settings: Settings) -> tuple[Any, Any]:
     if version is None:
         raise PipelineError(f"no model holds {champion_uri(settings)} in {settings.tracking_uri}: "
                             "run make train (a version becomes champion when it passes the promotion rule)")
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
     try:
-        model = mlflow.spark.load_model(champion_uri(settings))
+        model = _load_spark_model(client, settings, version)
+    except PipelineError:
+        raise
     except Exception as exc:
         raise PipelineError(f"cannot load {champion_uri(settings)}: {first_line(exc)}") from exc
     return model, version
+
+
+def local_model_dir(download_uri: str) -> Path | None:
+    """The Spark model folder of a model version whose artifacts are local files, else None."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(download_uri)
+    if parsed.scheme not in ("", "file"):
+        return None
+    folder = Path(unquote(parsed.path)) / "sparkml"
+    return folder if (folder / "metadata").is_dir() else None
+
+
+def _load_spark_model(client: Any, settings: Settings, version: Any) -> Any:
+    """The version's Spark ``PipelineModel``.
+
+    Artifacts in a local folder (the default ``mlflow.artifact_root``) are read where they are:
+    ``mlflow.spark.load_model`` would first copy them to a temporary folder and then to the
+    "DFS" (the same local disk here), which was most of this stage's time. Any other store goes
+    through MLflow.
+    """
+    uri = client.get_model_version_download_uri(settings["mlflow"]["registered_model"], version.version)
+    folder = local_model_dir(uri)
+    if folder is not None:
+        from pyspark.ml import PipelineModel
+
+        log.info("loading %s from %s", champion_uri(settings), folder)
+        return PipelineModel.load(str(folder))
+    import mlflow
+    import mlflow.spark
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return mlflow.spark.load_model(champion_uri(settings))
 
 
 def predictions(model: Any, features: "DataFrame") -> "DataFrame":
@@ -92,13 +124,17 @@ def run_score(spark: "SparkSession", settings: Settings) -> dict[str, Any]:
     silver = read_silver(spark, settings)
     model, version = load_champion(settings)
     started = time.monotonic()
-    scored = predictions(model, session_features(silver)).orderBy("session_id")
+    # Scored once: cached for the Parquet write, then collected from the cache for the CSV
+    # (reading the Parquet back and sorting again was one more pass).
+    scored = predictions(model, session_features(silver)).orderBy("session_id").coalesce(1).persist()
     parquet = settings.path("predictions")
     try:
-        scored.coalesce(1).write.mode("overwrite").parquet(str(parquet))
+        scored.write.mode("overwrite").parquet(str(parquet))
+        frame = scored.toPandas()
     except Exception as exc:
         raise PipelineError(f"cannot write {parquet}: {first_line(exc)}") from exc
-    frame = spark.read.parquet(str(parquet)).orderBy("session_id").toPandas()
+    finally:
+        scored.unpersist()
     out = settings.path("reports")
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "predictions.csv"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from website_activity.config import Settings
@@ -69,7 +70,86 @@ def spark_java(settings: Settings) -> str:
     return java
 
 
-def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
+# -- the driver's logging ----------------------------------------------------------------------
+def log4j_config(settings: Settings) -> Path:
+    """Our log4j2 configuration for the driver (``conf/log4j2.properties``)."""
+    return settings.root / "conf" / "log4j2.properties"
+
+
+def driver_logging(settings: Settings) -> dict[str, str]:
+    """Session settings for the driver JVM's logging: our log4j2 file instead of Spark's default
+    profile (which announces itself in three lines on stderr and logs known, harmless warnings)."""
+    config = log4j_config(settings)
+    if not config.is_file():
+        return {}
+    return {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={config.as_uri()}"}
+
+
+# -- the driver JVM's start: class-data sharing ---------------------------------------------------
+def class_archive(settings: Settings, java: str, jar_paths: list[str]) -> Path:
+    """Where the driver's class-data sharing archive for this JDK and classpath lives.
+
+    The archive (about 140 MB, in ``paths.jvm``/cds) holds the classes a stage's driver loaded,
+    already parsed and verified: a JVM mapping it starts Spark in about 2 s less wall time and 3 s
+    less CPU on 2 cores (measured here). Its name hashes the JDK and the jars, so a new JDK or a
+    new jar gets a new archive instead of a mismatched one (which the JVM would ignore anyway).
+    """
+    import hashlib
+
+    import pyspark
+
+    key = "\n".join([os.path.realpath(java), pyspark.__version__, *jar_paths])
+    return settings.path("jvm") / "cds" / f"spark-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsa"
+
+
+def class_sharing_option(settings: Settings, java: str, jar_paths: list[str]) -> str:
+    """The JVM option that maps the archive (empty when there is none, or sharing is off).
+
+    Stages only read the archive; :func:`build_class_archive` (``make setup``) writes it, so no
+    stage pays for writing 140 MB at its exit.
+    """
+    if not settings["spark"].get("class_data_sharing", False):
+        return ""
+    archive = class_archive(settings, java, jar_paths)
+    return f"-XX:SharedArchiveFile={archive}" if archive.is_file() else ""
+
+
+def build_class_archive(settings: Settings) -> Path | None:
+    """Write the class-data sharing archive (``make setup``, when it is missing).
+
+    Starts a driver that dumps the classes it loaded when it exits, runs the kind of work every
+    stage does first (a Parquet write and read, an aggregation), and moves the archive into place
+    once the JVM is gone (written under a temporary name: a stage never maps half an archive).
+
+    Returns:
+        The archive, or None when ``spark.class_data_sharing`` is off.
+    """
+    import tempfile
+
+    if not settings["spark"].get("class_data_sharing", False):
+        return None
+    java = java_executable()
+    archive = class_archive(settings, java, spark_jars(settings))
+    if archive.is_file():
+        return archive
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    pending = archive.with_name(f"{archive.stem}.{os.getpid()}.tmp")
+    spark = get_spark(settings, app_suffix="class-archive",
+                      _jvm_option=f"-XX:ArchiveClassesAtExit={pending}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="wa-cds-") as tmp:
+            spark.range(1000).selectExpr("id", "id % 7 AS k").write.parquet(f"{tmp}/t")
+            spark.read.parquet(f"{tmp}/t").groupBy("k").count().toPandas()
+    finally:
+        stop_spark(spark, timeout_s=600.0)  # the JVM writes the archive as it exits
+    if not pending.is_file() or pending.stat().st_size == 0:
+        pending.unlink(missing_ok=True)
+        return None
+    os.replace(pending, archive)
+    return archive
+
+
+def get_spark(settings: Settings, *, app_suffix: str = "", _jvm_option: str | None = None) -> "SparkSession":
     """Build (or reuse) the SparkSession.
 
     Args:
@@ -101,8 +181,17 @@ def get_spark(settings: Settings, *, app_suffix: str = "") -> "SparkSession":
     )
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
+    extra = dict(driver_logging(settings))
+    sharing = _jvm_option if _jvm_option is not None else class_sharing_option(settings, java, spark_jars(settings))
+    if sharing:
+        key = "spark.driver.extraJavaOptions"
+        extra[key] = f"{extra.get(key, '')} {sharing}".strip()
     for key, value in s["conf"].items():  # e.g. executor memory and cores on a cluster
+        if key in extra:  # the user's JVM options and ours, both
+            value = f"{extra.pop(key)} {value}"
         builder = builder.config(str(key), str(value))
+    for key, value in extra.items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(s["log_level"])
     return spark

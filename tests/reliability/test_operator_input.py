@@ -64,6 +64,9 @@ def test_broker_unreachable(stage, tmp_path) -> None:
     line = one_error(proc, stage)
     assert f"no Kafka broker answers at 127.0.0.1:{port}" in line and "make kafka-up" in line
     assert not (tmp_path / "runs" / "produce.json").exists()  # nothing claims to have been sent
+    # the line names the stage's log, which holds what the libraries said (and the line itself)
+    log = tmp_path / "logs" / f"{stage}.log"
+    assert line.endswith(f" (log: {log})") and line in log.read_text()
 
 
 @pytest.fixture

@@ -1,0 +1,147 @@
+"""``make all``: the stages one after another (each its own ``make`` target), timed, and the table
+that ends the run: what each stage produced or decided, and its seconds.
+
+Each stage stays a Make target that works on its own; this module only runs them in order and
+reads what they left (the run manifests, the gate's ``latest.json``, train's ``metrics.json``,
+``predictions.csv``). It imports no engine: the table costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from website_activity.config import Settings
+
+STAGES = ("kafka-up", "reset", "topics", "produce", "ingest", "validate", "train", "score", "report")
+
+
+@dataclass
+class StageRun:
+    """One stage of ``make all``: its exit code and wall-clock seconds."""
+
+    stage: str
+    returncode: int
+    seconds: float
+
+
+def run_stages(stages: Sequence[str] = STAGES, *, make: str = "make",
+               cwd: Path | None = None) -> list[StageRun]:
+    """Run ``make <stage>`` for each stage until one fails; their output goes straight through.
+
+    Command-line variables (``EVENTS=...``) reach each sub-make through ``MAKEFLAGS``.
+    """
+    runs: list[StageRun] = []
+    for stage in stages:
+        started = time.monotonic()
+        proc = subprocess.run([make, "--no-print-directory", stage], cwd=cwd)
+        runs.append(StageRun(stage, proc.returncode, time.monotonic() - started))
+        if proc.returncode != 0:
+            break
+    return runs
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A stage's JSON output, or None when it is missing or unreadable (the stage did not run)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def quarantine_kinds(by_reason: dict[str, int]) -> dict[str, int]:
+    """Quarantined records by kind: ``missing_field:user_id`` and ``missing_field:page_url`` are
+    both ``missing_field``; the largest kinds first."""
+    kinds: Counter[str] = Counter()
+    for reason, n in by_reason.items():
+        kinds[reason.split(":", 1)[0]] += int(n)
+    return dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _count_rows(csv_path: Path) -> int | None:
+    try:
+        with csv_path.open("rb") as f:
+            return max(sum(1 for _ in f) - 1, 0)
+    except OSError:
+        return None
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def stage_results(settings: Settings) -> dict[str, str]:
+    """One phrase per stage, from the files the stages wrote (a stage whose file is missing: none)."""
+    runs, root = settings.path("runs"), settings.root
+    out: dict[str, str] = {}
+    produce = read_json(runs / "produce.json")
+    if produce:
+        faults = sum(int(v) for v in (produce.get("faults") or {}).values())
+        out["produce"] = (f"{produce.get('events', 0):,} events + {faults:,} faults: "
+                          f"{produce.get('sent', 0):,} of {produce.get('records', 0):,} records sent")
+    ingest = read_json(runs / "ingest.json")
+    if ingest:
+        kinds = quarantine_kinds(ingest.get("quarantine_by_reason") or {})
+        shown = ", ".join(f"{k} {v:,}" for k, v in kinds.items()) or "none"
+        out["ingest"] = (f"silver {ingest.get('silver', 0):,}, quarantined {ingest.get('quarantined', 0):,} "
+                         f"({shown}), duplicates removed {ingest.get('duplicates_removed', 0):,}"
+                         f"{'' if ingest.get('reconciled') else ', NOT reconciled'}")
+    gate = read_json(settings.path("validation") / "latest.json")
+    if gate:
+        failed = len(gate.get("failures") or [])
+        out["validate"] = (f"gate {gate.get('status', '?')}: {gate.get('expectations', 0) - failed} of "
+                           f"{gate.get('expectations', 0)} expectations on {gate.get('rows', 0):,} rows")
+    model = read_json(settings.path("models") / "metrics.json")
+    if model:
+        m = model.get("metrics") or {}
+        auc = f"test ROC AUC {m['roc_auc']:.3f}" if isinstance(m.get("roc_auc"), (int, float)) else "no AUC"
+        oracle = (f" vs oracle {m['oracle_roc_auc']:.3f}"
+                  if isinstance(m.get("oracle_roc_auc"), (int, float)) else "")
+        p = model.get("promotion") or {}
+        if p.get("promoted"):
+            champ = f"version {p.get('version')} is champion"
+        elif p:
+            champ = f"version {p.get('version')} kept, champion stays version {p.get('previous_version')}"
+        else:
+            champ = "not registered"
+        out["train"] = f"{auc}{oracle}; {champ}"
+    predictions = settings.path("reports") / "predictions.csv"
+    scored = _count_rows(predictions)
+    if scored is not None:
+        out["score"] = f"{scored:,} sessions scored -> {_relative(predictions, root)}"
+    index = settings.path("reports") / "index.html"
+    if index.is_file():
+        out["report"] = f"dashboard {_relative(index, root)}, CSVs in {_relative(index.parent, root)}/"
+    return out
+
+
+def summary_table(runs: Sequence[StageRun], results: dict[str, str]) -> str:
+    """The table ``make all`` ends with: stage, seconds, what it produced or decided."""
+    width = max([len(r.stage) for r in runs] + [5])
+    lines = [f"  {'stage':<{width}}  {'seconds':>7}  result"]
+    for r in runs:
+        what = results.get(r.stage, "") if r.returncode == 0 else f"FAILED (exit {r.returncode})"
+        lines.append(f"  {r.stage:<{width}}  {r.seconds:7.1f}  {what}".rstrip())
+    lines.append(f"  {'total':<{width}}  {sum(r.seconds for r in runs):7.1f}")
+    return "\n".join(lines)
+
+
+def run_all(settings: Settings, echo: Callable[[str], Any], *, stages: Sequence[str] = STAGES) -> int:
+    """``make all``: run the stages, then print the summary table; the exit code of the first failure."""
+    runs = run_stages(stages, make=os.environ.get("MAKE", "make"), cwd=settings.root)
+    failed = next((r for r in runs if r.returncode != 0), None)
+    total = sum(r.seconds for r in runs)
+    echo(f"all: {'stopped at ' + failed.stage if failed else 'done'} in {total:.0f}s")
+    echo(summary_table(runs, stage_results(settings)))
+    if failed is None:
+        echo(f"all: reports in {_relative(settings.path('reports'), settings.root)}/, runs in "
+             f"{settings.tracking_uri} (make mlflow-ui); stage logs in "
+             f"{_relative(settings.path('logs'), settings.root)}/. The broker is still up: make kafka-down")
+        return 0
+    return failed.returncode
