@@ -258,7 +258,7 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def test_run_validate_writes_data_docs_csv_and_latest(spark, settings, silver, tmp_path) -> None:
-    # partitioned Parquet read back: event_date comes from the folder names, and must still be a date
+    # a partitioned Delta table read back: event_date is a partition column, and must still be a date
     local = settings_in(settings, tmp_path)
     write_batch(silver.where("offset < 300"), local.path("silver"), 0, partition_by="event_date")
     report = run_validate(spark, local)
@@ -268,7 +268,8 @@ def test_run_validate_writes_data_docs_csv_and_latest(spark, settings, silver, t
     latest = json.loads((local.path("validation") / "latest.json").read_text())
     assert latest["status"] == "passed" and latest["rows"] == 300 and latest["failures"] == []
     assert latest["quarantine"] == {"rows": 0, "rate": 0.0}  # no quarantine table: nothing quarantined
-    assert len(latest["fingerprint"]) == 64
+    # lineage: the gate names the silver version it read (one commit: version 0); no quarantine table
+    assert latest["silver_version"] == 0 and latest["fingerprint"] == "silver@0 quarantine@none"
 
     rows = read_csv(local.path("reports") / "data_quality.csv")
     assert tuple(rows[0]) == CSV_HEADER
