@@ -239,7 +239,7 @@ def project_generate(settings: Settings, events: int, seed: int) -> tuple[int, l
 
     records = 0
     sample: list[bytes] = []
-    gens = [(EventGenerator.from_settings(settings, seed, topic), n)
+    gens = [(EventGenerator.from_settings(settings, seed, topic, events=n), n)
             for topic, n in zip(settings.topics, split_events(events, len(settings.topics)))]
     started = time.process_time()  # the one-off setup (users, catalogue) is timed apart
     for gen, n in gens:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from website_activity.evaluation import best_threshold, binary_metrics, oracle_metrics
+from website_activity.evaluation import best_threshold, binary_metrics, oracle_metrics, oracle_model_metrics
 from website_activity.registry import decide
 
 LABELS = np.array([0, 0, 0, 0, 1, 1, 0, 1])
@@ -52,7 +52,20 @@ def test_oracle_metrics_and_gap():
     m = oracle_metrics(LABELS, PROBS, truth)
     assert m["oracle_roc_auc"] == 1.0
     assert m["oracle_gap"] == pytest.approx(1.0 - 13 / 15)
+    assert m["model_oracle_sessions_roc_auc"] == pytest.approx(13 / 15)
     assert oracle_metrics(np.zeros(3), np.ones(3), np.ones(3)) == {}
+
+
+def test_oracle_model_is_a_regression_on_the_true_inputs():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 3))
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(x @ np.array([1.5, -1.0, 0.0]) - 1)))).astype(float)
+    m = oracle_model_metrics(x[:3000], y[:3000], x[3000:], y[3000:], model_roc_auc=0.5)
+    # the fitted regression ranks like the true model on the held-out rows
+    from sklearn.metrics import roc_auc_score
+    truth = roc_auc_score(y[3000:], x[3000:] @ np.array([1.5, -1.0, 0.0]))
+    assert m["oracle_model_roc_auc"] == pytest.approx(truth, abs=0.005)
+    assert m["oracle_model_gap"] == pytest.approx(m["oracle_model_roc_auc"] - 0.5)
 
 
 @pytest.mark.parametrize("auc, minimum, gate, champion, promoted, reason", [
@@ -62,6 +75,8 @@ def test_oracle_metrics_and_gap():
     (0.70, 0.6, True, 0.75, False, "does not beat"),
     (0.55, 0.6, True, None, False, "below the minimum"),
     (0.90, 0.6, False, 0.75, False, "quality gate"),         # FORCE=1 never promotes
+    (0.70, 0.6, True, float("-inf"), True, "could not score"),  # a champion that cannot be compared
+    (0.70, 0.6, True, 0.71, False, "on the same validation split"),
 ])
 def test_promotion_rule(auc, minimum, gate, champion, promoted, reason):
     ok, why = decide(auc, minimum, gate, champion)
