@@ -117,6 +117,39 @@ def oracle_model_metrics(train_x: np.ndarray, train_y: np.ndarray, test_x: np.nd
     return {"oracle_model_roc_auc": auc, "oracle_model_gap": auc - model_roc_auc}
 
 
+MIRRORS = {"page_views": "n_views", "product_views": "n_product_views", "cart_adds": "n_cart_adds",
+           "checkout": "reached_checkout", "search": "used_search", "returning": "returning"}
+"""The model inputs that mirror the generator's true inputs one for one (``mobile`` and ``evening``
+are one-hot columns, compared with their siblings in :func:`true_signs`)."""
+
+
+def true_signs(per_unit: dict[str, float]) -> dict[str, bool]:
+    """Whether each input that mirrors a true one has the true coefficient's sign.
+
+    Args:
+        per_unit: Fitted coefficients per unit of each input (``coefficient_per_unit`` of the
+            coefficients table), by feature name.
+
+    Returns:
+        True input -> sign right. ``mobile``: the mobile column below each other device's;
+        ``evening``: the evening column above each other day part's (one-hot columns next to
+        an intercept are only defined up to a common shift, their differences are not).
+    """
+    from website_activity.generator import TRUE_COEFFICIENTS
+
+    out = {true: bool(np.sign(per_unit[name]) == np.sign(TRUE_COEFFICIENTS[true])) for true, name in MIRRORS.items()}
+
+    def siblings(prefix: str, value: str) -> list[float]:
+        return [v for k, v in per_unit.items() if k.startswith(prefix) and k != prefix + value
+                and not k.endswith("__unknown")]
+
+    mobile = per_unit["device_type_onehot_mobile"]
+    out["mobile"] = all(mobile < other for other in siblings("device_type_onehot_", "mobile"))
+    evening = per_unit["day_part_onehot_evening"]
+    out["evening"] = all(evening > other for other in siblings("day_part_onehot_", "evening"))
+    return out
+
+
 # -- plots (matplotlib, Agg backend: no display needed) ----------------------------------------
 def _figure() -> tuple[Any, Any]:
     import matplotlib

@@ -616,7 +616,7 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
     run_id, model_uri, version, promotion = log_run(settings, experiment_id, client, data, fitted, val, test,
                                                     metrics, params, coefs, threshold, gate, force, champion,
                                                     (oracle_curve, oracle_note), seconds, started_all)
-    write_summary(settings, run_id, version, params, metrics, threshold, promotion, fitted.model)
+    write_summary(settings, run_id, version, params, metrics, threshold, promotion, fitted.model, coefs)
     return {"run_id": run_id, "experiment_id": experiment_id, "model_uri": model_uri, "version": version,
             "promotion": promotion, "params": params, "metrics": metrics, "threshold": threshold,
             "validation": gate.status, "seconds": seconds, "coefficients": coefs}
@@ -739,14 +739,17 @@ def log_model(settings: Settings, model: "PipelineModel", test: "pd.DataFrame", 
 
 
 def write_summary(settings: Settings, run_id: str, version: str | None, params: dict[str, Any],
-                  metrics: dict[str, float], threshold: float, promotion: Any, model: "PipelineModel") -> None:
-    """``models/metrics.json``, and a new champion's export to ``models/champion/``."""
+                  metrics: dict[str, float], threshold: float, promotion: Any, model: "PipelineModel",
+                  coefs: "pd.DataFrame") -> None:
+    """``models/metrics.json`` (with the coefficients per unit), and a new champion's export to
+    ``models/champion/``."""
     from website_activity import registry
 
     out = settings.path("models")
     out.mkdir(parents=True, exist_ok=True)
     summary = {"run_id": run_id, "version": version, "params": params, "metrics": metrics, "threshold": threshold,
-               "promotion": None if promotion is None else registry.promotion_dict(promotion)}
+               "promotion": None if promotion is None else registry.promotion_dict(promotion),
+               "coefficients_per_unit": dict(zip(coefs["feature"], coefs["coefficient_per_unit"].astype(float)))}
     if promotion is not None and promotion.promoted:
         conf = settings["mlflow"]
         card = {"name": conf["registered_model"], "version": version, "run_id": run_id,

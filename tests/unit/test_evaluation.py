@@ -81,3 +81,17 @@ def test_oracle_model_is_a_regression_on_the_true_inputs():
 def test_promotion_rule(auc, minimum, gate, champion, promoted, reason):
     ok, why = decide(auc, minimum, gate, champion)
     assert ok is promoted and reason in why
+
+
+def test_true_signs_compare_one_hot_columns_with_their_siblings():
+    from website_activity.evaluation import true_signs
+
+    per_unit = {"n_views": -0.1, "n_product_views": 0.2, "n_cart_adds": 0.8, "reached_checkout": 1.7,
+                "used_search": 0.3, "returning": 0.5, "device_type_onehot_desktop": 0.4,
+                "device_type_onehot_mobile": -0.1, "device_type_onehot_tablet": 0.3,
+                "device_type_onehot___unknown": 0.0, "day_part_onehot_afternoon": -0.2,
+                "day_part_onehot_evening": 0.1, "day_part_onehot_morning": -0.3, "day_part_onehot_night": -0.25}
+    assert all(true_signs(per_unit).values()) and len(true_signs(per_unit)) == 8
+    # mobile above tablet is the wrong sign, whatever the common shift of the one-hot columns
+    assert true_signs({**per_unit, "device_type_onehot_tablet": -0.2})["mobile"] is False
+    assert true_signs({**per_unit, "n_cart_adds": -0.01})["cart_adds"] is False
