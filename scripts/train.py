@@ -39,11 +39,16 @@ def main(profile, port, reg_param, max_iter, seed, log_model, force):
     m, s = r["metrics"], r["seconds"]
     oracle = (f", oracle ROC AUC {m['oracle_roc_auc']:.3f} (gap {m['oracle_gap']:+.3f})"
               if "oracle_roc_auc" in m else ", no oracle (no ground truth)")
+    if "oracle_model_roc_auc" in m:
+        oracle += (f", a regression on the true inputs {m['oracle_model_roc_auc']:.3f} "
+                   f"(the model {-m['oracle_model_gap']:+.3f} from it)")
     click.echo(f"train: run {r['run_id']} on {int(m['train_rows'])}/{int(m['validation_rows'])}/"
                f"{int(m['test_rows'])} train/validation/test sessions: test ROC AUC {m['roc_auc']:.3f}{oracle}, "
                f"PR AUC {m['pr_auc']:.3f}, log loss {m['log_loss']:.3f} (baseline {m['baseline_log_loss']:.3f}), "
                f"F1 {m['f1']:.3f} at threshold {r['threshold']:.3f}, accuracy {m['accuracy']:.3f} "
-               f"(baseline {m['baseline_accuracy']:.3f}); validation {r['validation']}{' (forced)' if force else ''}")
+               f"(baseline {m['baseline_accuracy']:.3f}), {int(m['nonzero_coefficients'])} non-zero coefficients "
+               f"({r['params']['search']}, regParam {r['params']['reg_param']}); "
+               f"validation {r['validation']}{' (forced)' if force else ''}")
     if r["promotion"] is not None:
         p = r["promotion"]
         click.echo(f"train: version {p.version} {'is now champion' if p.promoted else 'not promoted'}: {p.reason}")

@@ -81,3 +81,29 @@ def open_page(path: Path, screenshot: Path) -> PageCheck:
         finally:
             browser.close()
     return check
+
+
+@dataclass
+class AppView:
+    """Where a single-page app landed and what it shows."""
+
+    url: str
+    text: str
+
+
+def open_app(url: str, wait_for_text: str, screenshot: Path, timeout_s: float = 180) -> AppView:
+    """Open ``url`` (a served single-page app, such as the MLflow UI), wait until ``wait_for_text``
+    is on the page (it renders after its API calls), and report the final address and the text."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_executable(), headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="load")
+            page.get_by_text(wait_for_text).first.wait_for(timeout=timeout_s * 1000)
+            view = AppView(page.url, page.inner_text("body"))
+            page.screenshot(path=str(screenshot))
+        finally:
+            browser.close()
+    return view

@@ -239,7 +239,7 @@ def project_generate(settings: Settings, events: int, seed: int) -> tuple[int, l
 
     records = 0
     sample: list[bytes] = []
-    gens = [(EventGenerator.from_settings(settings, seed, topic), n)
+    gens = [(EventGenerator.from_settings(settings, seed, topic, events=n), n)
             for topic, n in zip(settings.topics, split_events(events, len(settings.topics)))]
     started = time.process_time()  # the one-off setup (users, catalogue) is timed apart
     for gen, n in gens:
@@ -327,6 +327,23 @@ class Bench:
         log.info("%s: %s %s%s", f.label, _fmt(f.value), f.unit,
                  f" ({_fmt(f.ratio)}x baseline)" if f.ratio is not None else "")
         return f
+
+
+def _model_checks(bench: Any, summary: dict[str, Any]) -> None:
+    """The model against the generator's truth at scale: the gap to the true probabilities on the
+    same sessions, and the signs of the inputs that mirror the true model's."""
+    from website_activity.evaluation import true_signs
+
+    m = summary["metrics"]
+    at_scale = bench.events >= 1_000_000
+    if m.get("oracle_gap") is not None:
+        bench.add("model_oracle_gap", "true probabilities' test ROC AUC minus the model's (same sessions)",
+                  float(m["oracle_gap"]), "AUC", target="<= 0.01 at 1M", holds=(m["oracle_gap"] <= 0.01) if at_scale else None)
+        signs = true_signs(summary["coefficients_per_unit"])
+        bench.add("model_true_signs", f"inputs mirroring the true model with its signs ({', '.join(sorted(signs))})",
+                  float(sum(signs.values())), f"of {len(signs)}", target="all at 1M",
+                  holds=all(signs.values()) if at_scale else None)
+        bench.extra["model_true_signs"] = signs
 
 
 def _fmt(x: float | None) -> str:
@@ -433,6 +450,7 @@ def _pipeline(bench: Bench, s: Settings, profile: str | None, overrides: dict[st
             bench.extra["model"] = {k: m.get(k) for k in ("roc_auc", "pr_auc", "log_loss", "oracle_roc_auc",
                                                           "oracle_gap")}
             bench.add("model_roc_auc", "model test ROC AUC", float(m["roc_auc"]), "")
+            _model_checks(bench, json.loads((s.path("models") / "metrics.json").read_text()))
             if m.get("oracle_roc_auc") is not None:
                 gap = float(m["oracle_roc_auc"]) - float(m["roc_auc"])
                 bench.add("oracle_roc_auc", "oracle ROC AUC (generator's true model)", float(m["oracle_roc_auc"]),

@@ -80,14 +80,74 @@ def oracle_metrics(labels: np.ndarray, probs: np.ndarray, p_true: np.ndarray) ->
         labels: Observed labels of the sessions that have a ground truth (complete ones).
         probs: The fitted model's probabilities for them.
         p_true: The generator's true conversion probabilities for them.
+
+    Returns:
+        ``oracle_roc_auc`` (the true probabilities), ``model_oracle_sessions_roc_auc`` (the model on
+        the same sessions), ``oracle_gap`` (the first minus the second), ``oracle_brier`` and
+        ``oracle_sessions``; empty when the sessions do not hold both classes.
     """
     from sklearn.metrics import roc_auc_score
 
     if len(labels) == 0 or labels.min() == labels.max():
         return {}
     oracle, model = float(roc_auc_score(labels, p_true)), float(roc_auc_score(labels, probs))
-    return {"oracle_roc_auc": oracle, "oracle_model_roc_auc": model, "oracle_gap": oracle - model,
+    return {"oracle_roc_auc": oracle, "model_oracle_sessions_roc_auc": model, "oracle_gap": oracle - model,
             "oracle_brier": float(np.mean((p_true - labels) ** 2)), "oracle_sessions": float(len(labels))}
+
+
+def oracle_model_metrics(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                         model_roc_auc: float) -> dict[str, float]:
+    """A logistic regression on the true model's own inputs: the best a regression can do with
+    perfect features, given these training sessions.
+
+    Fitted without a penalty on ``train_x`` (the generator's true inputs of the training
+    sessions) and scored on ``test_x`` (those of the test sessions the fitted model is judged on).
+
+    Returns:
+        ``oracle_model_roc_auc`` and ``oracle_model_gap`` (it minus ``model_roc_auc``, the fitted
+        model's AUC on the same test sessions).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0)
+    std[std == 0] = 1.0  # a constant input: its coefficient stays 0
+    fit = LogisticRegression(C=np.inf, max_iter=2000, tol=1e-8).fit((train_x - mean) / std, train_y)
+    auc = float(roc_auc_score(test_y, fit.predict_proba((test_x - mean) / std)[:, 1]))
+    return {"oracle_model_roc_auc": auc, "oracle_model_gap": auc - model_roc_auc}
+
+
+MIRRORS = {"page_views": "n_views", "product_views": "n_product_views", "cart_adds": "n_cart_adds",
+           "checkout": "reached_checkout", "search": "used_search", "returning": "returning"}
+"""The model inputs that mirror the generator's true inputs one for one (``mobile`` and ``evening``
+are one-hot columns, compared with their siblings in :func:`true_signs`)."""
+
+
+def true_signs(per_unit: dict[str, float]) -> dict[str, bool]:
+    """Whether each input that mirrors a true one has the true coefficient's sign.
+
+    Args:
+        per_unit: Fitted coefficients per unit of each input (``coefficient_per_unit`` of the
+            coefficients table), by feature name.
+
+    Returns:
+        True input -> sign right. ``mobile``: the mobile column below each other device's;
+        ``evening``: the evening column above each other day part's (one-hot columns next to
+        an intercept are only defined up to a common shift, their differences are not).
+    """
+    from website_activity.generator import TRUE_COEFFICIENTS
+
+    out = {true: bool(np.sign(per_unit[name]) == np.sign(TRUE_COEFFICIENTS[true])) for true, name in MIRRORS.items()}
+
+    def siblings(prefix: str, value: str) -> list[float]:
+        return [v for k, v in per_unit.items() if k.startswith(prefix) and k != prefix + value
+                and not k.endswith("__unknown")]
+
+    mobile = per_unit["device_type_onehot_mobile"]
+    out["mobile"] = all(mobile < other for other in siblings("device_type_onehot_", "mobile"))
+    evening = per_unit["day_part_onehot_evening"]
+    out["evening"] = all(evening > other for other in siblings("day_part_onehot_", "evening"))
+    return out
 
 
 # -- plots (matplotlib, Agg backend: no display needed) ----------------------------------------

@@ -11,7 +11,7 @@ its input dataset; ``make score`` builds the same features for the sessions it s
 column                    meaning (all computed from the events before the first purchase)
 ========================= =========================================================================
 session_id, user_id       identifiers (not model inputs)
-device_type, browser      of the session's first event (one-hot encoded)
+device_type, browser      of the session's first event
 n_events                  events
 n_views                   ``view`` events (one per page visited)
 n_clicks, n_scrolls       ``click`` / ``scroll`` events
@@ -22,15 +22,28 @@ n_distinct_products       distinct product pages viewed
 n_category_views          ``view`` events on category pages (``/category/``)
 n_search_views            ``view`` events on ``/search``
 n_cart_views              ``view`` events on ``/cart``
+n_checkout_views          ``view`` events on ``/checkout``
+reached_product           the funnel's steps, 1.0 or 0.0: viewed a product page,
+reached_cart              ... the cart,
+reached_checkout          ... the checkout
+used_search               1.0 when the session viewed ``/search``
 duration_s                seconds from the first to the last counted event (0.0 for one event)
 local_hour                hour (0-23) of the first event in the event's own ``timezone`` (IANA)
 local_weekday             weekday of the first event in that timezone, 0 = Monday ... 6 = Sunday
-hour_sin, hour_cos        ``local_hour`` on the unit circle (23 h is next to 0 h)
+day_part                  ``local_hour`` as a band: ``night`` (23-5 h), ``morning`` (6-11 h),
+                          ``afternoon`` (12-17 h), ``evening`` (18-22 h)
+weekend                   1.0 when ``local_weekday`` is Saturday or Sunday
 prior_sessions            sessions of the same user that started strictly earlier (in the input)
 returning                 1.0 when ``prior_sessions > 0``, else 0.0
 log_prior_sessions        ln(1 + prior_sessions): a few very active users have hundreds
 label                     1.0 when the session has a ``purchase`` event, else 0.0
 ========================= =========================================================================
+
+The model reads :data:`MODEL_INPUTS`: the funnel (steps reached, cart adds, product views,
+searches, pages), the visitor (device, returning, prior sessions) and the local time as bands a
+linear model can weigh (day part, weekend). A local hour on a circle (sin/cos) cannot say
+"evenings convert better" to a logistic regression; a band can. The other columns describe the
+session for the reports and for later models.
 
 A session whose only event is its purchase has nothing to predict from and is left out.
 """
@@ -45,20 +58,20 @@ from website_activity.errors import PipelineError, first_line
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-CATEGORICAL = ("device_type", "browser")
+CATEGORICAL = ("device_type", "day_part")
 """String features, indexed then one-hot encoded."""
-ONE_HOT_INTEGER = ("local_weekday",)
+ONE_HOT_INTEGER: tuple[str, ...] = ()
 """Integer category features, one-hot encoded as they are."""
-NUMERIC = ("n_events", "n_views", "n_clicks", "n_scrolls", "n_cart_adds", "n_pages", "n_product_views",
-           "n_distinct_products", "n_category_views", "n_search_views", "n_cart_views", "duration_s",
-           "hour_sin", "hour_cos", "returning", "log_prior_sessions")
+NUMERIC = ("n_views", "n_product_views", "n_cart_adds", "n_search_views", "reached_cart", "reached_checkout",
+           "used_search", "returning", "log_prior_sessions", "weekend")
 """Numeric features, standardised."""
 MODEL_INPUTS = (*CATEGORICAL, *ONE_HOT_INTEGER, *NUMERIC)
 """The columns the fitted pipeline reads (its MLflow signature)."""
 FEATURE_COLUMNS = ("session_id", "user_id", "device_type", "browser", "n_events", "n_views", "n_clicks",
                    "n_scrolls", "n_cart_adds", "n_pages", "n_product_views", "n_distinct_products",
-                   "n_category_views", "n_search_views", "n_cart_views", "duration_s", "local_hour",
-                   "local_weekday", "hour_sin", "hour_cos", "prior_sessions", "returning",
+                   "n_category_views", "n_search_views", "n_cart_views", "n_checkout_views",
+                   "reached_product", "reached_cart", "reached_checkout", "used_search", "duration_s",
+                   "local_hour", "local_weekday", "day_part", "weekend", "prior_sessions", "returning",
                    "log_prior_sessions", "label")
 """The feature table's columns, in order."""
 
@@ -74,8 +87,6 @@ def session_features(silver: "DataFrame") -> "DataFrame":
         A DataFrame with :data:`FEATURE_COLUMNS` (counts are longs, ``local_hour``/``local_weekday``
         ints, the rest doubles or strings).
     """
-    import math
-
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -110,6 +121,7 @@ def session_features(silver: "DataFrame") -> "DataFrame":
         count_if(is_view & page.contains("/category/")).alias("n_category_views"),
         count_if(is_view & page.endswith("/search")).alias("n_search_views"),
         count_if(is_view & page.endswith("/cart")).alias("n_cart_views"),
+        count_if(is_view & page.endswith("/checkout")).alias("n_checkout_views"),
         F.min("timestamp").alias("start_time"),
         F.max("timestamp").alias("end_time"),
         F.max("purchase_time").isNotNull().alias("purchased"),
@@ -117,7 +129,13 @@ def session_features(silver: "DataFrame") -> "DataFrame":
     local_start = F.from_utc_timestamp("start_time", F.col("timezone"))
     # rank, not row_number: two sessions starting at the same instant are not earlier than each other
     prior = F.rank().over(Window.partitionBy("user_id").orderBy("start_time")) - 1
-    angle = F.col("local_hour") * (2 * math.pi / 24)
+    hour = F.col("local_hour")
+    day_part = (F.when(hour < 6, "night").when(hour < 12, "morning").when(hour < 18, "afternoon")
+                .when(hour < 23, "evening").otherwise("night"))
+
+    def flag(cond: Any) -> Any:
+        return cond.cast("double")
+
     return (
         sessions
         .withColumn("local_hour", F.hour(local_start))
@@ -126,12 +144,16 @@ def session_features(silver: "DataFrame") -> "DataFrame":
         .select(
             "session_id", "user_id", "device_type", "browser", "n_events", "n_views", "n_clicks",
             "n_scrolls", "n_cart_adds", "n_pages", "n_product_views", "n_distinct_products",
-            "n_category_views", "n_search_views", "n_cart_views",
+            "n_category_views", "n_search_views", "n_cart_views", "n_checkout_views",
+            flag(F.col("n_product_views") > 0).alias("reached_product"),
+            flag(F.col("n_cart_views") > 0).alias("reached_cart"),
+            flag(F.col("n_checkout_views") > 0).alias("reached_checkout"),
+            flag(F.col("n_search_views") > 0).alias("used_search"),
             ((F.unix_micros("end_time") - F.unix_micros("start_time")) / 1e6).alias("duration_s"),
-            "local_hour", "local_weekday",
-            F.sin(angle).alias("hour_sin"), F.cos(angle).alias("hour_cos"),
+            "local_hour", "local_weekday", day_part.alias("day_part"),
+            flag(F.col("local_weekday") >= 5).alias("weekend"),
             "prior_sessions",
-            (F.col("prior_sessions") > 0).cast("double").alias("returning"),
+            flag(F.col("prior_sessions") > 0).alias("returning"),
             F.log1p("prior_sessions").alias("log_prior_sessions"),
             F.col("purchased").cast("double").alias("label"),
         )

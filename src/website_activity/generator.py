@@ -20,10 +20,13 @@ Sessions
     each user's *local* time (:data:`HOURLY` x :data:`WEEKDAY`, low at night, peaks at lunch and in
     the evening, busier at the weekend), drawn by thinning: candidate starts come at the peak rate,
     a candidate picks a user by activity weight and is kept with probability profile(user's local
-    hour) / peak. ``generator.sessions_per_hour`` is the mean rate of both producers together:
-    1800 sessions/h of about 12 events make 1M events span about two simulated days. The UTC
-    offset of a timezone is taken at the start instant (a daylight-saving change within a run is
-    ignored).
+    hour) / peak. The mean rate comes from the simulated span: a run of a given number of events
+    (``make all``, ``make produce EVENTS=...``) spreads them over ``generator.span_h`` simulated
+    hours (168: a week, so every run holds each weekday and local hour), the rate being the
+    events over :data:`EVENTS_PER_SESSION` (the navigation model's mean, about 12) and the span.
+    A run without an event count, or paced by ``RATE``, or ``span_h: 0``, uses
+    ``generator.sessions_per_hour`` (both producers together) instead. The UTC offset of a
+    timezone is taken at the start instant (a daylight-saving change within a run is ignored).
 
 Navigation
     A Markov chain over the site map (:data:`TRANSITIONS`): entry on home, category, product or
@@ -178,6 +181,51 @@ CHUNK = 8192
 
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _MS_PER_HOUR = 3_600_000
+
+
+def _mean_events_per_session() -> float:
+    """The expected events of a session under the navigation model, its purchase left out.
+
+    Expected page visits of the absorbing Markov chain (entry -> :data:`TRANSITIONS`, with the
+    product page's row mixed with :data:`AFTER_ADD_TO_CART` by :data:`ADD_TO_CART_P`) times the
+    expected actions per page. ``generator.max_pages`` cuts a walk so rarely that it is ignored.
+    """
+    n = CONFIRMATION + 3
+    q = np.zeros((n, n))
+    for kind, (_exit, row) in TRANSITIONS.items():
+        for nxt, p in row:
+            q[kind, nxt] += p
+    q[PRODUCT] *= 1.0 - ADD_TO_CART_P
+    for nxt, p in AFTER_ADD_TO_CART[1]:
+        q[PRODUCT, nxt] += ADD_TO_CART_P * p
+    entry = np.zeros(n)
+    for kind, p in ENTRY:
+        entry[kind] = p
+    visits = entry @ np.linalg.inv(np.eye(n) - q)
+
+    def mean(cum: tuple[float, float, float]) -> float:  # of 0..3 from cumulative probabilities
+        return (cum[1] - cum[0]) + 2 * (cum[2] - cum[1]) + 3 * (1.0 - cum[2])
+
+    per_page = np.array([1.0 + mean(SCROLLS[k]) + mean(CLICKS[k]) + (ADD_TO_CART_P if k == PRODUCT else 0.0)
+                         if k in SCROLLS else 0.0 for k in range(n)])
+    return float(visits @ per_page)
+
+
+EVENTS_PER_SESSION = _mean_events_per_session()
+"""The mean events of a session (see :func:`_mean_events_per_session`): turns an event count and a
+simulated span into a session rate."""
+
+
+def sessions_per_hour(conf: Mapping[str, Any], events: int | None) -> float:
+    """The mean session starts per simulated hour of a stream that sends ``events`` valid events.
+
+    ``events`` spread over ``conf["span_h"]`` hours; without an event count (a run by duration)
+    or with ``span_h`` 0, ``conf["sessions_per_hour"]`` as configured.
+    """
+    span_h = float(conf.get("span_h", 0) or 0)
+    if events is None or events <= 0 or span_h <= 0:
+        return float(conf["sessions_per_hour"])
+    return events / (EVENTS_PER_SESSION * span_h)
 
 
 def conversion_probability(x: Mapping[str, float]) -> float:
@@ -446,15 +494,21 @@ class EventGenerator:
         viewports: ``validation.viewports``: ``device_type -> [width, height]``.
         max_record_bytes: ``ingest.max_record_bytes`` (an ``oversize`` record exceeds it).
         start: The simulated clock's start; default ``conf["start_time"]``.
+        events: The valid events this stream will send, when known: they span ``conf["span_h"]``
+            simulated hours (see :func:`sessions_per_hour`); ``None``: ``conf["sessions_per_hour"]``
+            of all streams together.
     """
 
     def __init__(self, conf: Mapping[str, Any], enums: Mapping[str, Sequence[str]], seed: int,
                  index: int, streams: int, viewports: Mapping[str, Sequence[int]],
-                 max_record_bytes: int = 65536, start: datetime | str | None = None):
+                 max_record_bytes: int = 65536, start: datetime | str | None = None,
+                 events: int | None = None):
         if conf["users"] < streams:
             raise ConfigError(f"generator.users must be at least the number of topics ({streams})")
         if conf["sessions_per_hour"] <= 0:
             raise ConfigError("generator.sessions_per_hour must be > 0")
+        if float(conf.get("span_h", 0) or 0) < 0:
+            raise ConfigError("generator.span_h must be >= 0 (0: use generator.sessions_per_hour)")
         self.conf = conf
         self.seed, self.index, self.streams = seed, index, streams
         self.enums = {k: list(v) for k, v in enums.items()}
@@ -508,7 +562,9 @@ class EventGenerator:
         profile = np.array([[h * d for h in HOURLY] for d in WEEKDAY]).ravel()
         self._profile_arr = profile / profile.mean()   # index: weekday * 24 + hour
         self._pmax = float(self._profile_arr.max())
-        rate_per_ms = conf["sessions_per_hour"] / streams / _MS_PER_HOUR
+        # A span: this stream's own events over it; else the configured rate of all streams.
+        rate_per_ms = (sessions_per_hour(conf, events) if events is not None and conf.get("span_h")
+                       else conf["sessions_per_hour"] / streams) / _MS_PER_HOUR
         self._mean_gap_ms = 1.0 / (rate_per_ms * self._pmax)
         self._t = 0.0  # ms since start of the last candidate
 
@@ -544,14 +600,15 @@ class EventGenerator:
 
     @classmethod
     def from_settings(cls, settings: "Settings", seed: int, stream: str,
-                      start: datetime | str | None = None) -> "EventGenerator":
+                      start: datetime | str | None = None, events: int | None = None) -> "EventGenerator":
         """The generator of topic ``stream``: its position in ``topics.names`` picks its users
-        (another name, as in tests, gets a position from a hash of the name)."""
+        (another name, as in tests, gets a position from a hash of the name). ``events``: this
+        stream's valid events, when they should span ``generator.span_h``."""
         topics = settings.topics
         index = topics.index(stream) if stream in topics else zlib.crc32(stream.encode()) % len(topics)
         return cls(settings["generator"], settings["schema"]["enums"], seed, index,
                    len(topics), settings["validation"]["viewports"],
-                   settings["ingest"]["max_record_bytes"], start)
+                   settings["ingest"]["max_record_bytes"], start, events)
 
     # -- public iterators ---------------------------------------------------------------------
     def chunks(self, count: int | None, size: int = CHUNK) -> Iterator[Chunk]:

@@ -194,7 +194,10 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
     tally = _Tally()
     try:
         partitions = check_topic(producer, settings, topic)
-        gen = EventGenerator.from_settings(settings, seed, topic, start)
+        # A replay of a given number of events spans generator.span_h; a paced or timed run
+        # keeps generator.sessions_per_hour (live mode).
+        span_events = events if rate is None and duration is None else None
+        gen = EventGenerator.from_settings(settings, seed, topic, start, events=span_events)
         n_part = len(partitions)
         part_of: dict[bytes, int] = {}
         size = CHUNK if rate is None else max(16, min(CHUNK, int(rate / 4)))

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def expected_events(settings, events: int, seed: int) -> list[dict]:
     out = []
     for topic, n in zip(settings.topics, split_events(events, len(settings.topics))):
-        out += EventGenerator.from_settings(settings, seed, topic).events(n)
+        out += EventGenerator.from_settings(settings, seed, topic, events=n).events(n)
     return out
 
 

@@ -62,7 +62,7 @@ def test_produce_n_consume_n_plus_the_faults(kafka_settings) -> None:
     for topic, share in zip(s.topics, split_events(n, 2)):
         records = got[topic]
         # exactly the generator's records for this topic, byte for byte (same seed, same config)
-        expected = list(EventGenerator.from_settings(s, seed, topic).records(share))
+        expected = list(EventGenerator.from_settings(s, seed, topic, events=share).records(share))
         assert Counter((k, v) for _, k, v in records) == Counter(expected)
         per_topic = next(t for t in m["topics"] if t["topic"] == topic)
         assert per_topic["records"] == len(records) == per_topic["sent"]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from website_activity.evaluation import best_threshold, binary_metrics, oracle_metrics
+from website_activity.evaluation import best_threshold, binary_metrics, oracle_metrics, oracle_model_metrics
 from website_activity.registry import decide
 
 LABELS = np.array([0, 0, 0, 0, 1, 1, 0, 1])
@@ -52,7 +52,20 @@ def test_oracle_metrics_and_gap():
     m = oracle_metrics(LABELS, PROBS, truth)
     assert m["oracle_roc_auc"] == 1.0
     assert m["oracle_gap"] == pytest.approx(1.0 - 13 / 15)
+    assert m["model_oracle_sessions_roc_auc"] == pytest.approx(13 / 15)
     assert oracle_metrics(np.zeros(3), np.ones(3), np.ones(3)) == {}
+
+
+def test_oracle_model_is_a_regression_on_the_true_inputs():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 3))
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(x @ np.array([1.5, -1.0, 0.0]) - 1)))).astype(float)
+    m = oracle_model_metrics(x[:3000], y[:3000], x[3000:], y[3000:], model_roc_auc=0.5)
+    # the fitted regression ranks like the true model on the held-out rows
+    from sklearn.metrics import roc_auc_score
+    truth = roc_auc_score(y[3000:], x[3000:] @ np.array([1.5, -1.0, 0.0]))
+    assert m["oracle_model_roc_auc"] == pytest.approx(truth, abs=0.005)
+    assert m["oracle_model_gap"] == pytest.approx(m["oracle_model_roc_auc"] - 0.5)
 
 
 @pytest.mark.parametrize("auc, minimum, gate, champion, promoted, reason", [
@@ -62,7 +75,23 @@ def test_oracle_metrics_and_gap():
     (0.70, 0.6, True, 0.75, False, "does not beat"),
     (0.55, 0.6, True, None, False, "below the minimum"),
     (0.90, 0.6, False, 0.75, False, "quality gate"),         # FORCE=1 never promotes
+    (0.70, 0.6, True, float("-inf"), True, "could not score"),  # a champion that cannot be compared
+    (0.70, 0.6, True, 0.71, False, "on the same validation split"),
 ])
 def test_promotion_rule(auc, minimum, gate, champion, promoted, reason):
     ok, why = decide(auc, minimum, gate, champion)
     assert ok is promoted and reason in why
+
+
+def test_true_signs_compare_one_hot_columns_with_their_siblings():
+    from website_activity.evaluation import true_signs
+
+    per_unit = {"n_views": -0.1, "n_product_views": 0.2, "n_cart_adds": 0.8, "reached_checkout": 1.7,
+                "used_search": 0.3, "returning": 0.5, "device_type_onehot_desktop": 0.4,
+                "device_type_onehot_mobile": -0.1, "device_type_onehot_tablet": 0.3,
+                "device_type_onehot___unknown": 0.0, "day_part_onehot_afternoon": -0.2,
+                "day_part_onehot_evening": 0.1, "day_part_onehot_morning": -0.3, "day_part_onehot_night": -0.25}
+    assert all(true_signs(per_unit).values()) and len(true_signs(per_unit)) == 8
+    # mobile above tablet is the wrong sign, whatever the common shift of the one-hot columns
+    assert true_signs({**per_unit, "device_type_onehot_tablet": -0.2})["mobile"] is False
+    assert true_signs({**per_unit, "n_cart_adds": -0.01})["cart_adds"] is False

@@ -12,8 +12,9 @@ import pytest
 
 from website_activity.config import load_config
 from website_activity.errors import ConfigError
-from website_activity.generator import (FAULT_KINDS, FEATURES, NO_COORDINATE, TRUE_COEFFICIENTS,
-                                        EventGenerator, conversion_probability, parse_start)
+from website_activity.generator import (EVENTS_PER_SESSION, FAULT_KINDS, FEATURES, NO_COORDINATE,
+                                        TRUE_COEFFICIENTS, EventGenerator, conversion_probability, parse_start,
+                                        sessions_per_hour)
 from website_activity.produce import encode, split_events
 from website_activity.schema import EVENT_FIELDS
 
@@ -268,3 +269,25 @@ def test_start_instant_is_configurable() -> None:
 def test_split_events_shares_everything() -> None:
     assert split_events(7, 2) == [4, 3]
     assert sum(split_events(20001, 3)) == 20001
+
+
+def test_an_event_count_spans_the_configured_week() -> None:
+    conf = SETTINGS["generator"]
+    assert conf["span_h"] == 168.0
+    n = 6000
+    evs = list(EventGenerator(conf, ENUMS, 7, 0, 2, VIEWPORTS, MAX_BYTES, events=n).events(n))
+    stamps = sorted(datetime.fromisoformat(e["timestamp"]) for e in evs)
+    # about a week whatever the count (the rate comes from the events and the span) ...
+    assert timedelta(days=6) < stamps[-1] - stamps[0] < timedelta(days=7, hours=6)
+    # ... so every local weekday is there
+    weekdays = {datetime.fromisoformat(e["timestamp"]).astimezone(ZoneInfo(e["timezone"])).weekday() for e in evs}
+    assert weekdays == set(range(7))
+    # the mean events per session that sets the rate is the model's (purchases aside)
+    sessions = Counter(e["session_id"] for e in evs if e["action_type"] != "purchase")
+    assert n / len(sessions) == pytest.approx(EVENTS_PER_SESSION, rel=0.1)
+    # reproducible, and a run without a count keeps the configured rate
+    again = list(EventGenerator(conf, ENUMS, 7, 0, 2, VIEWPORTS, MAX_BYTES, events=n).events(n))
+    assert again == evs
+    assert sessions_per_hour(conf, None) == conf["sessions_per_hour"]
+    assert sessions_per_hour({**conf, "span_h": 0.0}, n) == conf["sessions_per_hour"]
+    assert sessions_per_hour(conf, n) == pytest.approx(n / (EVENTS_PER_SESSION * 168.0))
