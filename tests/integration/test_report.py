@@ -32,7 +32,8 @@ ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 @pytest.fixture(scope="module")
 def lake(spark, tmp_path_factory) -> Settings:
     """600 generated events, three of them with hostile page URLs; silver and gold as ingest writes them."""
-    from website_activity.ingest import build_gold
+    from website_activity.ingest import gold_frame
+    from website_activity.lake import read_table, write_batch
 
     # Every page in the dashboard's table, so that the hostile ones are there too.
     settings = make_settings(tmp_path_factory.mktemp("report"), mlflow__experiment="test-report-none",
@@ -41,7 +42,9 @@ def lake(spark, tmp_path_factory) -> Settings:
     for i, url in enumerate(HOSTILE):
         events[10 * i + 3]["page_url"] = url
     assert write_silver(spark, settings, list(events)) == EVENTS
-    build_gold(spark, settings)
+    # gold as ingest writes it for one batch: the windows of the batch's on-time events
+    gold = gold_frame(read_table(spark, settings, "silver"), settings["ingest"]["gold_window_s"])
+    write_batch(gold.repartition("event_date"), settings.path("gold"), 0, "event_date")
     return settings
 
 

@@ -136,10 +136,16 @@ def test_run_records_params_metrics_tags_and_input(trained: dict, stage_settings
         assert metrics[name] == pytest.approx(trained["metrics"][name]), name
     assert metrics["tp"] + metrics["fp"] + metrics["fn"] + metrics["tn"] == metrics["test_rows"]
     assert metrics["train_rows"] + metrics["validation_rows"] + metrics["test_rows"] == int(params["sessions"])
-    # the input dataset: the feature table
+    # the input datasets: the feature table, and silver at the Delta version the gate validated
     inputs = run.inputs.dataset_inputs
-    assert [i.dataset.name for i in inputs] == ["session_features"]
+    assert [i.dataset.name for i in inputs] == ["session_features", "silver"]
     assert json.loads(inputs[0].dataset.source)["path"] == str(stage_settings.path("features"))
+    validated = json.loads((stage_settings.path("validation") / "latest.json").read_text(encoding="utf-8"))
+    silver_source = json.loads(inputs[1].dataset.source)
+    assert inputs[1].dataset.source_type == "delta_table"
+    assert silver_source["path"] == str(stage_settings.path("silver"))
+    assert silver_source["delta_table_version"] == validated["silver_version"]  # kept even when it is 0
+    assert tags["silver_version"] == str(validated["silver_version"])
     written = json.loads((stage_settings.path("models") / "metrics.json").read_text(encoding="utf-8"))
     assert written["run_id"] == trained["run_id"] and written["promotion"]["promoted"] is True
 
