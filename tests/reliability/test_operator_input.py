@@ -151,7 +151,7 @@ def test_java_missing(stage, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("stage, what, folder", [("broker", "Kafka broker", "broker"),
-                                                 ("ingest", "Spark Kafka source", "spark")])
+                                                 ("ingest", "Spark Kafka source and Delta Lake", "spark")])
 def test_jvm_jars_missing(stage, what, folder, tmp_path) -> None:
     # `make setup` never fetched the jars (an empty paths.jvm)
     (tmp_path / "jvm").mkdir()
