@@ -477,7 +477,7 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
             existing = None
             if dates and table_version(silver) is not None:
                 # only the dates the batch touches: a duplicate is the same event, so the same date
-                existing = (read_delta(spark_of(kafka), silver).where(F.col("event_date").isin(*dates))
+                existing = (read_delta(kafka.sparkSession, silver).where(F.col("event_date").isin(*dates))
                             .select("event_date", "event_id"))
             per_date = settings["ingest"]["silver_files_per_date"]
             stats.silver = write_batch(deduplicate(silver_rows, existing, per_date), silver, batch_id,
@@ -486,7 +486,7 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
             lap("silver")
             on_time = [r for r in valid if not r.is_late and r.t0 is not None]
             if on_time:
-                update_gold(spark_of(kafka), settings, batch_id, app_id,
+                update_gold(kafka.sparkSession, settings, batch_id, app_id,
                             min(r.t0 for r in on_time), max(r.t for r in on_time))
             lap("gold")
         finally:
@@ -506,10 +506,6 @@ class _Lap:
         now = time.monotonic()
         self.into[name] = round(now - self.last, 3)
         self.last = now
-
-
-def spark_of(df: "DataFrame") -> "SparkSession":
-    return df.sparkSession
 
 
 def gold_range(first: str, last: str, window_s: int) -> tuple[str, str]:
