@@ -95,7 +95,7 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
 
     Returns:
         One row per record: the typed fields, ``topic``, ``partition``, ``offset``,
-        ``ingest_time``, ``key``, the raw ``value`` as a string (null for valid events: silver
+        ``ingest_time``, ``key``, ``kafka_timestamp`` (null when ``raw`` has none), the raw ``value`` as a string (null for valid events: silver
         does not need it) and ``quarantine_reason`` (null for a valid event, else a code of
         :data:`REASONS`; :func:`split_valid` adds the message).
     """
@@ -111,6 +111,8 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
     small = F.when(size <= limit, value)  # a value too large is not parsed at all
     ingest_time = F.col("ingest_time") if "ingest_time" in raw.columns else F.current_timestamp()
     key = F.col("key").cast("string") if "key" in raw.columns else F.lit(None).cast("string")
+    # the Kafka append time (the producer's CreateTime): ingest measures latency from it
+    kafka_time = F.col("kafka_timestamp") if "kafka_timestamp" in raw.columns else F.lit(None).cast("timestamp")
     # One parse per record. Timestamps are read as text (then cast): Spark's JSON reader would
     # take a number as seconds since 1970, which the rules refuse. A field that does not parse as
     # its type leaves the record in the corrupt-record column (the other fields still parse).
@@ -118,10 +120,12 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
                          for f in spark_schema(fields).fields] + [StructField(CORRUPT, StringType(), True)])
     parsed = F.from_json(small, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
     df = raw.select(value.alias("value"), size.alias("size"), *[F.col(c) for c in KAFKA_COLUMNS],
-                    parsed.alias("e"), ingest_time.alias("ingest_time"), key.alias("key"))
+                    parsed.alias("e"), ingest_time.alias("ingest_time"), key.alias("key"),
+                    kafka_time.alias("kafka_timestamp"))
     # Only a record with a field of the wrong type is read again, as strings: that tells "absent"
     # apart from "present but not an integer" (about 0.1 % of records; the rest are parsed once).
-    df = df.select("value", "size", *KAFKA_COLUMNS, "ingest_time", "key", F.col("e").isNull().alias("_null"),
+    df = df.select("value", "size", *KAFKA_COLUMNS, "ingest_time", "key", "kafka_timestamp",
+                   F.col("e").isNull().alias("_null"),
                    F.col(f"e.{CORRUPT}").isNotNull().alias("_corrupt"),
                    *[F.col(f"e.{n}").alias(f"_s_{n}" if types[n] == "timestamp" else n) for n in names])
     df = df.select("*", F.when(F.col("_corrupt"), F.from_json(small, "map<string,string>",
@@ -165,7 +169,7 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
         rules.append((~e("timezone").isin(*jvm_time_zones(raw)), "bad_timezone"))
     reason = F.coalesce(*[F.when(cond, F.lit(code)) for cond, code in rules])
     return df.withColumn("quarantine_reason", reason).select(
-        *names, *KAFKA_COLUMNS, "ingest_time", "key",
+        *names, *KAFKA_COLUMNS, "ingest_time", "key", "kafka_timestamp",
         F.when(F.col("quarantine_reason").isNotNull(), F.col("value")).alias("value"), "quarantine_reason")
 
 
@@ -378,6 +382,8 @@ class BatchStats:
     ingest_time: str
     seconds: float
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step: where a batch's time goes
+    # valid records by latency, Kafka append -> silver commit, in LATENCY_BUCKET_MS steps ({"1200": n})
+    latency_hist: dict[str, int] = field(default_factory=dict)
     replayed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -443,7 +449,8 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
     first = commit_metadata(bronze, app_id, batch_id)
     ingest_time = (datetime.fromisoformat(first["ingest_time"]) if first and first.get("ingest_time")
                    else datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None))
-    raw = bronze_frame(kafka, ingest_time)
+    # Kept by the bronze write's own job: the parse reads it from memory, not from Kafka again.
+    raw = bronze_frame(kafka, ingest_time).persist()
     read = write_batch(raw, bronze, batch_id, "ingest_date", app_id=app_id, optimize_write=False,
                        metadata={"ingest_time": ingest_time.isoformat()})
     watermark, latest = _watermark(settings, previous)
@@ -455,7 +462,9 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
         try:
             iso = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"  # UTC (the session's time zone), as text
             # the one job that parses (and fills the cache): every count the batch needs
-            counts = (parsed.groupBy("quarantine_reason", "topic", "is_late", F.to_date("timestamp").alias("d"))
+            bucket = F.when(F.col("quarantine_reason").isNull(),
+                            F.floor(F.unix_millis("kafka_timestamp") / LATENCY_BUCKET_MS)).alias("kt")
+            counts = (parsed.groupBy("quarantine_reason", "topic", "is_late", F.to_date("timestamp").alias("d"), bucket)
                       .agg(F.count(F.lit(1)).alias("n"), F.date_format(F.max("timestamp"), iso).alias("t"),
                            F.date_format(F.min("timestamp"), iso).alias("t0"))
                       .collect())
@@ -483,6 +492,7 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
             stats.silver = write_batch(deduplicate(silver_rows, existing, per_date), silver, batch_id,
                                        "event_date", app_id=app_id, optimize_write=False) if valid else 0
             stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
+            stats.latency_hist = latency_histogram(valid, time.time())
             lap("silver")
             on_time = [r for r in valid if not r.is_late and r.t0 is not None]
             if on_time:
@@ -491,9 +501,59 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
             lap("gold")
         finally:
             parsed.unpersist()
+    raw.unpersist()
     stats.seconds = round(time.monotonic() - start, 3)
     _write_json(ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
     return stats
+
+
+LATENCY_BUCKET_MS = 100
+
+
+def latency_histogram(counts: list[Any], committed_at: float) -> dict[str, int]:
+    """Valid records by latency from their Kafka append to ``committed_at`` (epoch seconds, the
+    silver commit that made them visible), in :data:`LATENCY_BUCKET_MS` steps.
+
+    Args:
+        counts: Rows with ``kt`` (the Kafka timestamp's bucket: epoch ms // the step) and ``n``.
+        committed_at: When silver's commit of the batch ended.
+
+    Returns:
+        ``{str(latency in ms, rounded down to the step): records}``; a record appended in the
+        middle of a bucket gets the latency of the bucket's middle.
+    """
+    step = LATENCY_BUCKET_MS
+    hist: dict[str, int] = {}
+    for r in counts:
+        if r.kt is None:
+            continue
+        ms = max(0, int(committed_at * 1000 - (r.kt * step + step / 2)))
+        key = str(ms // step * step)
+        hist[key] = hist.get(key, 0) + r.n
+    return dict(sorted(hist.items(), key=lambda kv: int(kv[0])))
+
+
+def latency_percentiles(hists: list[dict[str, int]]) -> dict[str, float | None]:
+    """p50, p95, p99 and max of the latency (seconds) over merged :func:`latency_histogram`\ s
+    (each bucket counted at its upper edge: a percentile is never under-stated)."""
+    merged: dict[int, int] = {}
+    for h in hists:
+        for k, n in h.items():
+            merged[int(k)] = merged.get(int(k), 0) + n
+    total = sum(merged.values())
+    out: dict[str, float | None] = {"p50": None, "p95": None, "p99": None, "max": None, "records": total}
+    if not total:
+        return out
+    edges = sorted(merged)
+    for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+        seen = 0
+        for k in edges:
+            seen += merged[k]
+            if seen >= q * total:
+                out[name] = round((k + LATENCY_BUCKET_MS) / 1000, 3)
+                break
+    out["max"] = round((edges[-1] + LATENCY_BUCKET_MS) / 1000, 3)
+    return out
 
 
 class _Lap:
@@ -754,6 +814,9 @@ def finish_run(spark: "SparkSession", settings: Settings, batches: list[BatchSta
         "seconds": round(seconds, 3),
         "batches": len(batches),
         "rate": round(run_read / seconds, 1) if seconds else 0.0,
+        # Kafka append -> silver commit, this run's valid records (a replay of records produced
+        # before the run measures the wait too: meaningful for live runs)
+        "latency_s": latency_percentiles([b.latency_hist for b in batches]),
         "run": {k: sum(getattr(b, k) for b in batches) for k in COUNTS},
         "ledger_batches": len(entries),
         "tables": tables,

@@ -10,8 +10,8 @@ from pyspark.sql import Row
 
 from website_activity.generator import EventGenerator
 from website_activity.errors import PipelineError
-from website_activity.ingest import (checkpoint_app_id, deduplicate, gold_frame, gold_range, parse_records, reconcile,
-                                     split_valid)
+from website_activity.ingest import (checkpoint_app_id, deduplicate, gold_frame, gold_range, latency_histogram,
+                                     latency_percentiles, parse_records, reconcile, split_valid)
 from website_activity.lake import committed_rows, table_stats, table_version, write_batch
 from website_activity.produce import encode
 
@@ -191,6 +191,16 @@ def test_a_new_checkpoint_gets_a_new_app_id(tmp_path) -> None:
 def test_gold_range_covers_the_touched_windows() -> None:
     assert gold_range("2026-01-05T08:00:59.900000", "2026-01-05T08:02:00.000000", 60) == (
         "2026-01-05 08:00:00", "2026-01-05 08:03:00")
+
+
+def test_latency_is_counted_from_the_kafka_append_to_the_silver_commit() -> None:
+    # buckets of 100 ms of Kafka time (epoch ms // 100); quarantined rows carry none
+    counts = [Row(kt=10_000, n=3), Row(kt=10_020, n=1), Row(kt=None, n=7), Row(kt=10_000, n=2)]
+    hist = latency_histogram(counts, committed_at=1_003.0)  # 1,003 s = 10,030 buckets
+    assert hist == {"900": 1, "2900": 5}  # 3.0 s - 50 ms (a bucket's middle), 1.0 s - 50 ms
+    p = latency_percentiles([hist, {"900": 4}])
+    assert p == {"p50": 1.0, "p95": 3.0, "p99": 3.0, "max": 3.0, "records": 10}
+    assert latency_percentiles([])["p95"] is None
 
 
 @pytest.mark.parametrize("change, problem", [
