@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from tests.reliability.test_operator_input import isolated_env
 from website_activity.broker import free_port
 from website_activity.generator import FAULT_KINDS, EventGenerator
 from website_activity.produce import ground_truth_path, manifest_path, run_produce, split_events
@@ -107,8 +107,10 @@ def test_timed_and_rate_limited_modes(kafka_settings) -> None:
     assert sum(len(v) for v in got.values()) == m["records"]
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WA__")}
+def run_script(out: Path, *args: str) -> subprocess.CompletedProcess:
+    # every output under ``out``: produce creates its folders before it checks all of its options,
+    # and the checkout's data/ is the user's (test_bench checks that no test touched it)
+    env = isolated_env(out)
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "produce.py"), *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
@@ -121,7 +123,7 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
     (("--colour", "red"), "No such option '--colour'"),
     (("--start", "yesterday"), "start time 'yesterday' is not 'now' nor an ISO-8601 instant"),
 ])
-def test_bad_options_are_refused_in_one_line(args, message) -> None:
-    proc = run_script("--port", str(free_port()), *args)
+def test_bad_options_are_refused_in_one_line(args, message, tmp_path) -> None:
+    proc = run_script(tmp_path, "--port", str(free_port()), *args)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
