@@ -60,6 +60,7 @@ class ProduceResult:
     first_error: str = ""
     live: bool = False
     max_lag_s: float = 0.0     # live: the most a record was sent after its event time
+    live_rate: float = 0.0     # live: records per second of event time (the rate asked for)
 
 
 def split_events(total: int, parts: int) -> list[int]:
@@ -208,6 +209,8 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
         # keeps generator.sessions_per_hour (live mode).
         span_events = events if rate is None and duration is None and not live else None
         live_rate = None
+        if live and start is None:  # this producer's own now, once it is ready: nothing starts late
+            start = parse_start("now").isoformat(timespec="milliseconds")
         if live:  # ``rate`` is this producer's share already; without one, the configured sessions
             live_rate = live_event_rate(settings["generator"], rate, 1 if rate else len(settings.topics))
         gen = EventGenerator.from_settings(settings, seed, topic, start, events=span_events, live_rate=live_rate)
@@ -260,6 +263,9 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
         result.first_event_time, result.last_event_time = _iso(first_ms), _iso(last_ms)
         result.faults = {k: gen.counts.get(k, 0) for k in FAULT_KINDS}
         result.live, result.max_lag_s = live, round(result.max_lag_s, 3)
+        if live and last_ms is not None:
+            span_s = (last_ms - gen.start_ms) / 1000.0
+            result.live_rate = round(result.records / span_s, 1) if span_s > 0 else 0.0
         write_ground_truth(settings, topic, gen)
         if progress is not None:
             progress.put((topic, result.events, result.records, tally.acked, tally.failed))
@@ -407,8 +413,6 @@ def run_produce(settings: Settings, events: int | None, seed: int, *, duration: 
     shares = split_events(events, len(topics)) if events is not None else [None] * len(topics)
     ctx = multiprocessing.get_context("spawn")
     progress_q, results_q = ctx.Queue(), ctx.Queue()
-    if live and start is None:
-        start = parse_start("now").isoformat(timespec="milliseconds")
     procs = []
     halt = ctx.Event() if stop is not None else None
     for topic, share in zip(topics, shares):
@@ -507,6 +511,7 @@ def write_manifest(settings: Settings, events: int | None, seed: int, results: l
         "last_event_time": max((r.last_event_time for r in results if r.last_event_time), default=None),
         "seconds": round(seconds, 3),
         "rate": round(sum(r.sent for r in results) / seconds, 1) if seconds > 0 else 0.0,
+        "live_rate": round(sum(r.live_rate for r in results), 1),
         "options": {**options, "compression_type": p["compression_type"], "linger_ms": p["linger_ms"],
                     "batch_size": p["batch_size"]},
         "ground_truth": [str(ground_truth_path(settings, r.topic)) for r in results],

@@ -1,0 +1,129 @@
+"""Live mode on a real broker and a real SparkSession: producers and the stream together, the view
+in headless Chromium while they run, then the reconciliation and the quarantine of the run."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from tests.browser import open_app
+from tests.conftest import make_settings
+from website_activity.live import run_live
+from website_activity.topics import create_topics
+
+pytestmark = pytest.mark.integration
+RATE = 300.0
+MAX_S = 420.0  # the run stops when the view test has looked twice (a batch takes 10-60 s on 2 busy cores)
+
+
+def data(url: str) -> dict:
+    with urllib.request.urlopen(url + "data.json", timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture(scope="module")
+def live(spark, broker, tmp_path_factory):
+    """A live run in a thread: producers at RATE until ``stop`` (at most MAX_S), the stream with a
+    1 s trigger, the view."""
+    out = tmp_path_factory.mktemp("live")
+    s = make_settings(out, kafka__port=broker.port, kafka__controller_port=broker.controller_port,
+                      topics__names=[f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"])
+    create_topics(s)
+    lines: list[str] = []
+    urls: list[str] = []
+    got: dict = {}
+    stop = threading.Event()
+    timer = threading.Timer(MAX_S, stop.set)
+    timer.start()
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        m = re.search(r"view on (http://127\.0\.0\.1:\d+/)", line)
+        if m:
+            urls.append(m.group(1))
+
+    def run() -> None:
+        try:
+            got["result"] = run_live(spark, s, rate=RATE, trigger_s=1.0, view_port=0, stop=stop, echo=echo)
+        except BaseException as exc:  # re-raised by the tests
+            got["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    t0 = time.monotonic()
+    thread.start()
+    while not urls and thread.is_alive() and time.monotonic() - t0 < 60:
+        time.sleep(0.2)
+    yield {"settings": s, "lines": lines, "url": urls[0] if urls else None, "thread": thread, "got": got,
+           "stop": stop, "t0": t0}
+    stop.set()
+    timer.cancel()
+    thread.join(timeout=600)
+
+
+def _records_landed(text: str) -> int:
+    m = re.search(r"([\d,]+)\s*records landed", text)
+    assert m, text[:500]
+    return int(m.group(1).replace(",", ""))
+
+
+def test_the_live_view_changes_while_the_producers_run(live, tmp_path) -> None:
+    url = live["url"]
+    assert url, f"no view address in {live['lines']}"
+    deadline = time.monotonic() + 300
+    while data(url)["totals"]["batches"] < 1 and time.monotonic() < deadline:
+        time.sleep(1)
+    first = open_app(url, "as of", tmp_path / "live-1.png")
+    landed = _records_landed(first.text)
+    seen = data(url)["totals"]["records_read"]
+    while data(url)["totals"]["records_read"] == seen and time.monotonic() < deadline:
+        time.sleep(1)
+    snap = data(url)
+    second = open_app(url, "as of", tmp_path / "live-2.png")
+    # the page's own numbers moved between the two looks, and the producers were still sending
+    assert snap["produced"]["running"], "the producers had stopped before the second look"
+    assert "producers running" in second.text
+    assert _records_landed(second.text) > landed
+    live["stop"].set()  # Ctrl-C, as make live gets it: the run stops and drains
+    # the stream's health and the lake's figures are on the page
+    assert snap["health"]["input_rate"] is not None and snap["health"]["batch_duration_s"] > 0
+    assert snap["lake"]["per_minute"] and snap["lake"]["funnel"]["sessions"] > 0
+    assert snap["lake"]["active_sessions"] > 0
+    for name in ("desktop", "mobile", "view", "click", "Funnel", "Quarantine by reason", "backlog"):
+        assert name in second.text
+    # a page on 127.0.0.1 that fetches nothing from anywhere else
+    assert second.url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        page = resp.read().decode()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+
+
+def test_a_live_run_lands_every_record_and_quarantines_only_the_faults(live) -> None:
+    live["stop"].set()
+    live["thread"].join(timeout=600)
+    assert not live["thread"].is_alive(), "the live run did not stop"
+    if "error" in live["got"]:
+        raise live["got"]["error"]
+    r = live["got"]["result"]
+    p, s = r.produce, r.ingest
+    # every record sent landed (the producers' last records too: the ingest drains the topics)
+    assert p["failed"] == 0 and p["sent"] == p["records"] > 10 * RATE
+    assert s["reconciled"] and s["run"]["records_read"] == p["records"]
+    # the asked rate, over the event time (the process start aside)
+    assert p["live_rate"] == pytest.approx(RATE, rel=0.05)
+    # event times are the wall clock: nothing is future_time; quarantine holds only the injected faults
+    reasons = r.extra["quarantine_by_reason"]
+    assert "future_time" not in reasons
+    malformed = sum(v for k, v in p["faults"].items() if k not in ("duplicate", "late"))
+    assert s["run"]["quarantined"] == sum(reasons.values()) == malformed
+    assert s["run"]["quarantined"] < 0.01 * p["records"]
+    assert s["run"]["duplicates_removed"] == p["faults"]["duplicate"]
+    # one line per batch on the terminal, then the summary
+    batch_lines = [line for line in live["lines"] if line.startswith("live: batch ")]
+    assert len(batch_lines) == r.batches >= 2
+    assert all("rows/s" in line and "latency p95" in line and "backlog" in line for line in batch_lines)
