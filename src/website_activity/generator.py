@@ -610,17 +610,21 @@ class EventGenerator:
             self._user_p = w / w.sum()
             self._t = -LIVE_WARMUP_S * 1000.0  # the sessions already on the site at the start
 
-        self.wrng = np.random.default_rng([seed, index, 0xA1C])
-        self.late_rng = np.random.default_rng([seed, index, 0x1A7E])
-        self.fr = random.Random(f"faults:{seed}:{index}")
-        self.frng = np.random.default_rng([seed, index, 0xFA17])
+        # Live: the start instant joins the seed (users stay: a user comes back from run to run), so
+        # that two live runs of one seed do not send the same session and event ids (silver would
+        # drop the second run's events as duplicates). A replay's seeds are as they always were.
+        salt = [self.start_ms] if self.live else []
+        self.wrng = np.random.default_rng([seed, index, 0xA1C, *salt])
+        self.late_rng = np.random.default_rng([seed, index, 0x1A7E, *salt])
+        self.fr = random.Random(f"faults:{seed}:{index}" + "".join(f":{v}" for v in salt))
+        self.frng = np.random.default_rng([seed, index, 0xFA17, *salt])
         # One generator per vectorised quantity: the stream does not depend on how it is chunked.
-        self.grng = np.random.default_rng([seed, index, 0x6A95])
-        self.id_rng = np.random.default_rng([seed, index, 0x1D5])
-        self.x_rng = np.random.default_rng([seed, index, 0xC0])
-        self.y_rng = np.random.default_rng([seed, index, 0xC1])
-        self.sid_rng = np.random.default_rng([seed, index, 0x5E5])
-        self.crng = np.random.default_rng([seed, index, 0xC0DE])
+        self.grng = np.random.default_rng([seed, index, 0x6A95, *salt])
+        self.id_rng = np.random.default_rng([seed, index, 0x1D5, *salt])
+        self.x_rng = np.random.default_rng([seed, index, 0xC0, *salt])
+        self.y_rng = np.random.default_rng([seed, index, 0xC1, *salt])
+        self.sid_rng = np.random.default_rng([seed, index, 0x5E5, *salt])
+        self.crng = np.random.default_rng([seed, index, 0xC0DE, *salt])
         self._coef = np.array([TRUE_COEFFICIENTS[f] for f in FEATURES])
 
         # Sessions, as columns (index = session number in this stream).

@@ -470,7 +470,9 @@ def run_live(spark: "SparkSession", settings: Settings, *, rate: float | None = 
     with monitor.lock:
         reasons = dict(sorted(monitor.quarantine.items()))
     return LiveResult(produced["run"].manifest, summary, latency, time.monotonic() - t0,
-                      view.url if view else None, result.batches, {"quarantine_by_reason": reasons})
+                      view.url if view else None, result.batches,
+                      {"quarantine_by_reason": reasons, "rate": rate,
+                       "max_lag_s": max((t.get("max_lag_s", 0) for t in produced["run"].manifest["topics"]), default=0)})
 
 
 def summary_lines(r: LiveResult) -> list[str]:
@@ -481,7 +483,8 @@ def summary_lines(r: LiveResult) -> list[str]:
     lat = r.latency_s
     lines = [
         f"live: sent {p['sent']:,} of {p['records']:,} records ({p['events']:,} events + faults, {p['failed']} failed) "
-        f"in {p['seconds']:.1f}s ({p['rate']:,.0f} records/s)",
+        f"in {p['seconds']:.1f}s: {p.get('live_rate', 0):,.0f} records/s of event time (asked "
+        f"{r.extra.get('rate') or 'the configured sessions'}), slowest send {r.extra.get('max_lag_s', 0):.1f}s late",
         f"live: landed {run.get('records_read', 0):,} records in {r.batches} batches: {run.get('silver', 0):,} to "
         f"silver, {run.get('quarantined', 0):,} quarantined ({reasons}), "
         f"{run.get('duplicates_removed', 0):,} duplicates removed; lake "

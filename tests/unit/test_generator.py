@@ -398,3 +398,14 @@ def test_live_streams_are_reproducible_for_a_start_and_start_with_sessions_in_pr
     # without RATE, live mode runs the configured sessions per hour in real time
     assert live_event_rate(SETTINGS["generator"], None, 2) == pytest.approx(
         SETTINGS["generator"]["sessions_per_hour"] * EVENTS_PER_SESSION / 3600 / 2)
+
+
+def test_two_live_runs_of_one_seed_send_other_ids_to_the_same_users() -> None:
+    g1, a = live_records(300.0, 10, start="2026-12-01T14:00:00+00:00", seed=9)
+    g2, b = live_records(300.0, 10, start="2026-12-01T14:05:00+00:00", seed=9)
+    ids = lambda recs: {json.loads(v)["event_id"] for _, _, v in recs  # noqa: E731
+                        if v.startswith(b'{"event_id"') and v.endswith(b"}")}
+    # silver deduplicates on event_id: a second live run must not look like a replay of the first
+    assert not ids(a) & ids(b)
+    assert {k for _, k, _ in a}.isdisjoint({k for _, k, _ in b})
+    assert g1.users.ids == g2.users.ids
