@@ -659,7 +659,8 @@ def _live_run(s: Settings, profile: str | None, scratch: Path, rate: float, dura
     create_topics(run_settings)
     env = env_for(overrides)
     args = [sys.executable, str(repo_root() / "scripts" / "live.py"), "--port", str(s["kafka"]["port"]),
-            "--rate", str(rate), "--duration", str(duration_s), "--no-view"] + (["--profile", profile] if profile else [])
+            "--rate", str(rate), "--duration", str(duration_s), "--no-view"]
+    args += ["--profile", profile] if profile else []
     started = time.monotonic()
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL)

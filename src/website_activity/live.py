@@ -248,7 +248,8 @@ class EndOffsets:
                 if self.consumer is None:
                     self.consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False,
                                                   request_timeout_ms=5000, **client_config(s))
-                tps = [TopicPartition(t, p) for t in s.topics for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+                tps = [TopicPartition(t, p) for t in s.topics
+                       for p in sorted(self.consumer.partitions_for_topic(t) or ())]
                 ends = self.consumer.end_offsets(tps)
         except Exception:  # the figure is a hint; the stream's own errors are reported elsewhere
             log.debug("end offsets unavailable", exc_info=True)
@@ -469,10 +470,11 @@ def run_live(spark: "SparkSession", settings: Settings, *, rate: float | None = 
     latency = summary.get("latency_s") or monitor.latency()
     with monitor.lock:
         reasons = dict(sorted(monitor.quarantine.items()))
+    lag = max((t.get("max_lag_s", 0) for t in produced["run"].manifest["topics"]), default=0)
     return LiveResult(produced["run"].manifest, summary, latency, time.monotonic() - t0,
                       view.url if view else None, result.batches,
                       {"quarantine_by_reason": reasons, "rate": rate,
-                       "max_lag_s": max((t.get("max_lag_s", 0) for t in produced["run"].manifest["topics"]), default=0)})
+                       "max_lag_s": lag})
 
 
 def summary_lines(r: LiveResult) -> list[str]:
