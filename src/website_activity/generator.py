@@ -240,12 +240,15 @@ def extra_record_rate(conf: Mapping[str, Any]) -> float:
     return sum(rates[k] for k in FAULT_KINDS if k != "late")
 
 
+LIVE_RATE = 1000.0
+"""Records per second of a live run without ``RATE`` (``make live``, ``make produce START=now``)."""
+
+
 def live_event_rate(conf: Mapping[str, Any], records_per_s: float | None, streams: int = 1) -> float:
     """Valid events per second of one of ``streams`` live streams that send ``records_per_s``
-    records per second together, faults included; ``None``: ``conf["sessions_per_hour"]`` in real time."""
-    if records_per_s is None:
-        return float(conf["sessions_per_hour"]) * LIVE_EVENTS_PER_SESSION / 3600.0 / streams
-    return records_per_s / streams / (1.0 + extra_record_rate(conf))
+    records per second together, faults included (``None``: :data:`LIVE_RATE`)."""
+    rate = LIVE_RATE if records_per_s is None else records_per_s
+    return rate / streams / (1.0 + extra_record_rate(conf))
 
 
 def sessions_per_hour(conf: Mapping[str, Any], events: int | None) -> float:

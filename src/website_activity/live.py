@@ -32,14 +32,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
+from website_activity.generator import LIVE_RATE
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RATE = 1000.0
-"""Records per second of ``make live`` without ``RATE``: what this 2-core machine ingests with room."""
+DEFAULT_RATE = LIVE_RATE
+"""Records per second of ``make live`` without ``RATE`` (below what 2 cores ingest, measured in docs/live.md)."""
 TRIGGER_S = 1.0
 """The live query's processing-time trigger (``make stream`` keeps ``ingest.trigger_interval_s``)."""
 VIEW_PORT = 8765
@@ -411,8 +412,7 @@ def run_live(spark: "SparkSession", settings: Settings, *, rate: float | None = 
     Args:
         spark: The session of the ingest.
         settings: The configuration.
-        rate: Records per second of both producers together (``None``: the configured sessions
-            per hour, in real time).
+        rate: Records per second of both producers together (``None``: :data:`DEFAULT_RATE`).
         duration_s: Produce for this long (``None``: until ``stop``).
         seed: The producers' seed (default ``run.seed``; the stream is not reproducible anyway:
             its times are the wall clock's).

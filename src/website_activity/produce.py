@@ -7,7 +7,7 @@ bounded (``events``: that many valid events in total, plus the injected faults),
 Live (``live``, what ``--start now`` and ``make live`` use): event times are the wall clock, each
 record is sent when the wall clock reaches its event time, and ``rate`` sets the generator's
 session rate (so the records per second) instead of pacing a simulated clock; without ``rate``,
-``generator.sessions_per_hour`` in real time.
+:data:`~website_activity.generator.LIVE_RATE`.
 
 Delivery: ``acks=all``, idempotent producer, retries, ``lz4`` compression, large batches with a
 short linger. Sends carry no per-record callback: each chunk's futures are kept and checked in
@@ -211,7 +211,7 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
         live_rate = None
         if live and start is None:  # this producer's own now, once it is ready: nothing starts late
             start = parse_start("now").isoformat(timespec="milliseconds")
-        if live:  # ``rate`` is this producer's share already; without one, the configured sessions
+        if live:  # ``rate`` is this producer's share already; without one, the default's share
             live_rate = live_event_rate(settings["generator"], rate, 1 if rate else len(settings.topics))
         gen = EventGenerator.from_settings(settings, seed, topic, start, events=span_events, live_rate=live_rate)
         n_part = len(partitions)

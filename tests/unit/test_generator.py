@@ -12,9 +12,9 @@ import pytest
 
 from website_activity.config import load_config
 from website_activity.errors import ConfigError
-from website_activity.generator import (EVENTS_PER_SESSION, FAULT_KINDS, FEATURES, LIVE_WARMUP_S, NO_COORDINATE,
-                                        TRUE_COEFFICIENTS, EventGenerator, conversion_probability, parse_start,
-                                        live_event_rate, sessions_per_hour)
+from website_activity.generator import (EVENTS_PER_SESSION, FAULT_KINDS, FEATURES, LIVE_RATE, LIVE_WARMUP_S,
+                                        NO_COORDINATE, TRUE_COEFFICIENTS, EventGenerator, conversion_probability,
+                                        live_event_rate, parse_start, sessions_per_hour)
 from website_activity.produce import encode, split_events
 from website_activity.schema import EVENT_FIELDS
 
@@ -395,9 +395,9 @@ def test_live_streams_are_reproducible_for_a_start_and_start_with_sessions_in_pr
     assert LIVE_WARMUP_S >= 300
     with pytest.raises(ConfigError, match="live rate must be > 0"):
         EventGenerator.from_settings(SETTINGS, 1, "producer-a", LIVE_START, live_rate=0.0)
-    # without RATE, live mode runs the configured sessions per hour in real time
-    assert live_event_rate(SETTINGS["generator"], None, 2) == pytest.approx(
-        SETTINGS["generator"]["sessions_per_hour"] * EVENTS_PER_SESSION / 3600 / 2)
+    # without RATE, live mode sends LIVE_RATE records/s (faults included)
+    assert live_event_rate(SETTINGS["generator"], None, 2) == live_event_rate(SETTINGS["generator"], LIVE_RATE, 2)
+    assert live_event_rate(SETTINGS["generator"], 1000.0, 2) * 2 * 1.0102 == pytest.approx(1000.0, rel=1e-3)
 
 
 def test_two_live_runs_of_one_seed_send_other_ids_to_the_same_users() -> None:
