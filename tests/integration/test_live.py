@@ -4,20 +4,27 @@ in headless Chromium while they run, then the reconciliation and the quarantine 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 import uuid
 
+from pathlib import Path
+
 import pytest
 
 from tests.browser import open_app
-from tests.conftest import make_settings
+from tests.conftest import make_settings, output_paths
 from website_activity.live import run_live
 from website_activity.topics import create_topics
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 RATE = 300.0
 MAX_S = 420.0  # the run stops when the view test has looked twice (a batch takes 10-60 s on 2 busy cores)
 
@@ -127,3 +134,46 @@ def test_a_live_run_lands_every_record_and_quarantines_only_the_faults(live) -> 
     batch_lines = [line for line in live["lines"] if line.startswith("live: batch ")]
     assert len(batch_lines) == r.batches >= 2
     assert all("rows/s" in line and "latency p95" in line and "backlog" in line for line in batch_lines)
+
+
+def test_ctrl_c_on_make_live_stops_everything_and_says_what_landed(broker, tmp_path) -> None:
+    """scripts/live.py as make live runs it, in a process group of its own; Ctrl-C is SIGINT to the group."""
+    s = make_settings(tmp_path, kafka__port=broker.port, kafka__controller_port=broker.controller_port,
+                      topics__names=[f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"])
+    create_topics(s)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WA__")}
+    env.update({f"WA__PATHS__{key.upper()}": str(s.path(key)) for key in output_paths()})
+    env.update(WA__KAFKA__PORT=str(broker.port), WA__TOPICS__NAMES=json.dumps(s.topics), WA_ROOT=str(ROOT))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "live.py"), "--rate", "400", "--no-view"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if line.startswith("live: batch "):
+                os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+                break
+        rest, _ = proc.communicate(timeout=600)
+        lines += rest.splitlines()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = "\n".join(lines)
+    assert proc.returncode == 0, text[-3000:]
+    assert "SIGINT received" in text and "Traceback" not in text and "at org.apache" not in text
+    sent = re.search(r"live: sent ([\d,]+) of ([\d,]+) records .*?, 0 failed\)", text)
+    landed = re.search(r"live: landed ([\d,]+) records .*lake reconciled", text)
+    assert sent and landed, text[-3000:]
+    assert sent.group(1) == sent.group(2) == landed.group(1)  # everything sent landed
+    # nothing of the run is left: no producer, no Spark JVM in its process group
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("processes of the live run outlived it")
