@@ -26,7 +26,8 @@ endif
 
 .DEFAULT_GOAL := help
 .PHONY: help setup env kafka-up kafka-down kafka-status reset topics produce ingest stream validate train \
-        score report compact all bench mlflow-ui test test-fast clean cluster-up cluster-down cluster-status
+        score report compact all bench mlflow-ui test test-fast clean cluster-up cluster-down cluster-status \
+        live
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +74,9 @@ ingest: env ## Structured Streaming, both topics -> bronze, silver, quarantine, 
 
 stream: env ## the same job with a processing-time trigger, until Ctrl-C/SIGTERM or DURATION seconds
 	@$(PY) scripts/ingest.py $(COMMON) --stream $(if $(DURATION),--duration $(DURATION))
+
+live: kafka-up topics ## the pipeline live: producers at RATE (default 1000/s, wall-clock times), stream, view on 127.0.0.1:8765, until Ctrl-C or DURATION
+	@$(PY) scripts/live.py $(COMMON) $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(SEED),--seed $(SEED))
 
 validate: env ## Great Expectations suites on the lake -> reports/data_docs, reports/data_quality.csv; non-zero exit on failure
 	@$(PY) scripts/validate.py $(COMMON)

@@ -385,6 +385,7 @@ def run_bench(settings: Settings, profile: str | None, events: int, *, runs: int
         broker_pid = broker.start()
         _pipeline(bench, s, profile, overrides, scratch, logs)
         _batch_growth(bench, s, scratch)
+        live_phase(bench, s, profile, scratch, logs)
         rss = peak_rss_mb(broker_pid)
         if rss is not None:
             bench.add("broker_peak_rss_mb", "broker peak RSS", rss, "MB")
@@ -635,3 +636,121 @@ def table(bench: Bench) -> str:
               f"machine: {start['cores']} cores, {start['memory_gb']} GB; load average "
               f"{start['load_average']} at start, {end['load_average']} at end"]
     return "\n".join(lines)
+
+
+# -- live phase (make live) ------------------------------------------------------------------
+LIVE_RATE = 2000.0
+LIVE_DURATION_S = 60.0
+LIVE_SEARCH = (4000.0, 8000.0, 16000.0, 32000.0)
+
+
+def _live_run(s: Settings, profile: str | None, scratch: Path, rate: float, duration_s: float,
+              logs: Path | None) -> dict[str, Any]:
+    """One ``scripts/live.py`` run at ``rate`` for ``duration_s`` on the bench's broker, with topics
+    and a lake of its own; the backlog after each batch that ended while the producers ran."""
+    import re
+
+    from website_activity.topics import create_topics
+
+    tag = uuid.uuid4().hex[:6]
+    overrides = scratch_overrides(scratch / f"live-{int(rate)}-{tag}", profile)
+    overrides["topics.names"] = [f"live-a-{tag}", f"live-b-{tag}"]
+    run_settings = load_config(profile, {**overrides, "kafka.port": s["kafka"]["port"]})
+    create_topics(run_settings)
+    env = env_for(overrides)
+    args = [sys.executable, str(repo_root() / "scripts" / "live.py"), "--port", str(s["kafka"]["port"]),
+            "--rate", str(rate), "--duration", str(duration_s), "--no-view"]
+    args += ["--profile", profile] if profile else []
+    started = time.monotonic()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL)
+    lines: list[tuple[float, str]] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the producers start when the view line (or the first batch) is printed
+        lines.append((time.monotonic() - started, line.rstrip()))
+    proc.wait(timeout=3600)
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / f"live-{int(rate)}.log").write_text("\n".join(ln for _, ln in lines) + "\n", encoding="utf-8")
+    if proc.returncode != 0:
+        raise PipelineError(f"live at {rate:.0f}/s exited with code {proc.returncode}: "
+                            f"{lines[-1][1] if lines else ''}")
+    manifest = json.loads((run_settings.path("runs") / "produce.json").read_text())
+    summary = json.loads((run_settings.path("runs") / "ingest.json").read_text())
+    produce_seconds = max(t["seconds"] for t in manifest["topics"])
+    batch_lines = [(t, ln) for t, ln in lines if ln.startswith("live: batch ")]
+    first_t = batch_lines[0][0] - float(re.search(r"in ([\d.]+)s", batch_lines[0][1]).group(1)) if batch_lines else 0.0
+    end_of_production = first_t + produce_seconds
+    backlog = [int(m.group(1).replace(",", "")) for t, ln in batch_lines
+               if t <= end_of_production and (m := re.search(r"backlog ([\d,]+)", ln))]
+    batch_records = [(int(m.group(1).replace(",", "")), float(m.group(2))) for _, ln in batch_lines
+                     if (m := re.search(r": ([\d,]+) records in ([\d.]+)s", ln))]
+    return {"rate": rate, "manifest": manifest, "summary": summary, "backlog": backlog, "batch_records": batch_records,
+            "batches": len(batch_lines), "seconds": round(time.monotonic() - started, 1),
+            "drain_s": round(lines[-1][0] - end_of_production, 1) if lines else None}
+
+
+def _backlog_grows(run: dict[str, Any]) -> bool:
+    """The backlog grew while the producers ran: its last value (after the cold first batch) is
+    above the first one by more than two seconds of traffic, or there was no second batch."""
+    b = run["backlog"][1:]
+    if len(b) < 2:
+        return True
+    return b[-1] > b[0] + 2 * run["rate"]
+
+
+def _throughput(run: dict[str, Any]) -> float:
+    """Records per second of the ingest's own batches, the cold first one left out when there are others:
+    with a growing backlog (full batches) that is the highest rate it keeps up with."""
+    batches = run["batch_records"][1:] or run["batch_records"]
+    seconds = sum(sec for _, sec in batches)
+    return sum(n for n, _ in batches) / seconds if seconds else 0.0
+
+
+def live_phase(bench: Any, s: Settings, profile: str | None, scratch: Path, logs: Path | None = None, *,
+               rate: float = LIVE_RATE, duration_s: float = LIVE_DURATION_S,
+               search: tuple[float, ...] = LIVE_SEARCH) -> None:
+    """``make live`` at ``rate`` for ``duration_s``: the latency percentiles over the run (Kafka
+    append -> silver commit, from ``ingest.json``'s ``latency_s``), then the highest rate at which
+    the backlog does not grow: doubling from ``rate`` through ``search`` while it holds; when
+    ``rate`` already falls behind, one run at 90 % of the ingest's measured throughput to confirm
+    it. A bench of fewer than 1M events (tests, ``QUICK``) makes one 30 s run and estimates the
+    sustained rate from it (the throughput of its batches, or ``rate`` if it kept up)."""
+    quick = bench.events < 1_000_000
+    if quick:
+        duration_s, search = min(duration_s, 30.0), ()
+    first = _live_run(s, profile, scratch, rate, duration_s, logs)
+    runs = [first]
+    lat = first["summary"].get("latency_s") or {}
+    for q in ("p50", "p95", "p99"):
+        if lat.get(q) is not None:
+            f = bench.add(f"live_latency_{q}_s", f"live latency {q} at {rate:,.0f}/s", lat[q], "s",
+                          target="<= 5 s (goal 2 s)" if q == "p95" else "")
+            if q == "p95":
+                f.holds = lat[q] <= 5.0
+    if not _backlog_grows(first):
+        sustained = rate
+        for r in search:
+            run = _live_run(s, profile, scratch, r, duration_s, logs)
+            runs.append(run)
+            if _backlog_grows(run):
+                break
+            sustained = r
+    else:
+        sustained = round(0.9 * _throughput(first), -1)
+        if not quick and sustained >= 100:
+            run = _live_run(s, profile, scratch, sustained, duration_s, logs)
+            runs.append(run)
+            if _backlog_grows(run):
+                sustained = round(0.9 * min(_throughput(run), sustained), -1)
+    f = bench.add("live_sustained_events_per_s", "live: highest rate with a steady backlog", max(sustained, 1.0),
+                  "records/s", target=">= 10,000 (goal 30,000)")
+    f.holds = sustained >= 10_000
+    bench.extra["live"] = [{k: v for k, v in run.items() if k not in ("manifest", "summary")}
+                           | {"live_rate": run["manifest"].get("live_rate"),
+                              "records": run["manifest"]["records"],
+                              "quarantine_by_reason": run["summary"].get("quarantine_by_reason"),
+                              "reconciled": run["summary"].get("reconciled"),
+                              "latency_s": run["summary"].get("latency_s"),
+                              "throughput": round(_throughput(run), 1),
+                              "grows": _backlog_grows(run)} for run in runs]

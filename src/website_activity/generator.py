@@ -70,6 +70,17 @@ Faults (``generator.faults``, rates per valid event, 0 disables)
     generators of their own: the valid events are the same whatever the fault rates (but for the
     late sessions' timestamps).
 
+Live mode (``START=now``, ``make live``)
+    Event times are the wall clock at emission, whatever the rate: the producer sends each record
+    when the wall clock reaches its time (:attr:`Chunk.emit_ms`), and ``RATE`` sets the session
+    start rate (so how many sessions are on the site at once), not how fast time passes. The
+    session rate is ``live_rate`` events per second over :data:`LIVE_EVENTS_PER_SESSION`,
+    corrected at every batch of candidates for the share of users the daily profile keeps at that
+    instant (:meth:`EventGenerator._acceptance`), so the stream's rate stays at ``live_rate``
+    whatever the hour. The clock starts :data:`LIVE_WARMUP_S` before the start instant and the
+    events before it are not sent: the stream opens with the sessions already on the site, at
+    full rate (their ground truth says ``complete = false``). Sessions keep their own gaps.
+
 Reproducible: the same seed, configuration and start give the same records, byte for byte
 (ids are UUIDs drawn from seeded generators). No Faker call per event: pools are built once and
 the per-event work is vectorised (ids, timestamps, coordinates) or joins pre-encoded JSON pieces.
@@ -214,6 +225,30 @@ def _mean_events_per_session() -> float:
 EVENTS_PER_SESSION = _mean_events_per_session()
 """The mean events of a session (see :func:`_mean_events_per_session`): turns an event count and a
 simulated span into a session rate."""
+
+LIVE_EVENTS_PER_SESSION = EVENTS_PER_SESSION
+"""Live mode's events per session: the purchases it leaves out about make up for the walks that
+``max_pages`` cuts (measured within 1 % of the asked rate: tests/unit/test_generator.py)."""
+LIVE_WARMUP_S = 600.0
+"""Live mode: simulated seconds before the start instant, so that the sessions already on the site
+are there at the start (few sessions last longer)."""
+
+
+def extra_record_rate(conf: Mapping[str, Any]) -> float:
+    """Extra records per valid event: the duplicates and the malformed records of ``conf["faults"]``."""
+    rates = fault_rates(conf.get("faults", {}))
+    return sum(rates[k] for k in FAULT_KINDS if k != "late")
+
+
+LIVE_RATE = 1000.0
+"""Records per second of a live run without ``RATE`` (``make live``, ``make produce START=now``)."""
+
+
+def live_event_rate(conf: Mapping[str, Any], records_per_s: float | None, streams: int = 1) -> float:
+    """Valid events per second of one of ``streams`` live streams that send ``records_per_s``
+    records per second together, faults included (``None``: :data:`LIVE_RATE`)."""
+    rate = LIVE_RATE if records_per_s is None else records_per_s
+    return rate / streams / (1.0 + extra_record_rate(conf))
 
 
 def sessions_per_hour(conf: Mapping[str, Any], events: int | None) -> float:
@@ -463,6 +498,7 @@ class Chunk:
     counts: dict[str, int]          # "event" (valid events) and each fault kind
     first_ms: int | None = None     # earliest and latest event time among the valid events
     last_ms: int | None = None
+    emit_ms: list[int] | None = None  # live mode: when to send each record (epoch ms), non-decreasing
 
 
 class _Pending:
@@ -497,12 +533,14 @@ class EventGenerator:
         events: The valid events this stream will send, when known: they span ``conf["span_h"]``
             simulated hours (see :func:`sessions_per_hour`); ``None``: ``conf["sessions_per_hour"]``
             of all streams together.
+        live_rate: Live mode (see the module docstring): this stream's valid events per second
+            (:func:`live_event_rate`); the event times are then the times to send the records at.
     """
 
     def __init__(self, conf: Mapping[str, Any], enums: Mapping[str, Sequence[str]], seed: int,
                  index: int, streams: int, viewports: Mapping[str, Sequence[int]],
                  max_record_bytes: int = 65536, start: datetime | str | None = None,
-                 events: int | None = None):
+                 events: int | None = None, live_rate: float | None = None):
         if conf["users"] < streams:
             raise ConfigError(f"generator.users must be at least the number of topics ({streams})")
         if conf["sessions_per_hour"] <= 0:
@@ -567,18 +605,29 @@ class EventGenerator:
                        else conf["sessions_per_hour"] / streams) / _MS_PER_HOUR
         self._mean_gap_ms = 1.0 / (rate_per_ms * self._pmax)
         self._t = 0.0  # ms since start of the last candidate
+        self.live = live_rate is not None
+        if live_rate is not None:
+            if live_rate <= 0:
+                raise ConfigError(f"the live rate must be > 0 events per second, got {live_rate}")
+            self._live_sessions_per_ms = live_rate / LIVE_EVENTS_PER_SESSION / 1000.0
+            self._user_p = w / w.sum()
+            self._t = -LIVE_WARMUP_S * 1000.0  # the sessions already on the site at the start
 
-        self.wrng = np.random.default_rng([seed, index, 0xA1C])
-        self.late_rng = np.random.default_rng([seed, index, 0x1A7E])
-        self.fr = random.Random(f"faults:{seed}:{index}")
-        self.frng = np.random.default_rng([seed, index, 0xFA17])
+        # Live: the start instant joins the seed (users stay: a user comes back from run to run), so
+        # that two live runs of one seed do not send the same session and event ids (silver would
+        # drop the second run's events as duplicates). A replay's seeds are as they always were.
+        salt = [self.start_ms] if self.live else []
+        self.wrng = np.random.default_rng([seed, index, 0xA1C, *salt])
+        self.late_rng = np.random.default_rng([seed, index, 0x1A7E, *salt])
+        self.fr = random.Random(f"faults:{seed}:{index}" + "".join(f":{v}" for v in salt))
+        self.frng = np.random.default_rng([seed, index, 0xFA17, *salt])
         # One generator per vectorised quantity: the stream does not depend on how it is chunked.
-        self.grng = np.random.default_rng([seed, index, 0x6A95])
-        self.id_rng = np.random.default_rng([seed, index, 0x1D5])
-        self.x_rng = np.random.default_rng([seed, index, 0xC0])
-        self.y_rng = np.random.default_rng([seed, index, 0xC1])
-        self.sid_rng = np.random.default_rng([seed, index, 0x5E5])
-        self.crng = np.random.default_rng([seed, index, 0xC0DE])
+        self.grng = np.random.default_rng([seed, index, 0x6A95, *salt])
+        self.id_rng = np.random.default_rng([seed, index, 0x1D5, *salt])
+        self.x_rng = np.random.default_rng([seed, index, 0xC0, *salt])
+        self.y_rng = np.random.default_rng([seed, index, 0xC1, *salt])
+        self.sid_rng = np.random.default_rng([seed, index, 0x5E5, *salt])
+        self.crng = np.random.default_rng([seed, index, 0xC0DE, *salt])
         self._coef = np.array([TRUE_COEFFICIENTS[f] for f in FEATURES])
 
         # Sessions, as columns (index = session number in this stream).
@@ -600,15 +649,17 @@ class EventGenerator:
 
     @classmethod
     def from_settings(cls, settings: "Settings", seed: int, stream: str,
-                      start: datetime | str | None = None, events: int | None = None) -> "EventGenerator":
+                      start: datetime | str | None = None, events: int | None = None,
+                      live_rate: float | None = None) -> "EventGenerator":
         """The generator of topic ``stream``: its position in ``topics.names`` picks its users
         (another name, as in tests, gets a position from a hash of the name). ``events``: this
-        stream's valid events, when they should span ``generator.span_h``."""
+        stream's valid events, when they should span ``generator.span_h``; ``live_rate``: live
+        mode at that many valid events per second."""
         topics = settings.topics
         index = topics.index(stream) if stream in topics else zlib.crc32(stream.encode()) % len(topics)
         return cls(settings["generator"], settings["schema"]["enums"], seed, index,
                    len(topics), settings["validation"]["viewports"],
-                   settings["ingest"]["max_record_bytes"], start, events)
+                   settings["ingest"]["max_record_bytes"], start, events, live_rate)
 
     # -- public iterators ---------------------------------------------------------------------
     def chunks(self, count: int | None, size: int = CHUNK) -> Iterator[Chunk]:
@@ -645,7 +696,10 @@ class EventGenerator:
         w = self.wrng
         m = self.CANDIDATES
         # Thinning: candidates at the peak rate; a candidate's user keeps it by the local profile.
-        t = self._t + np.cumsum(w.exponential(self._mean_gap_ms, m))
+        # Live: candidates as often as it takes for the asked session rate after thinning now.
+        gap = (self._acceptance(self.start_ms + int(self._t)) / self._live_sessions_per_ms if self.live
+               else self._mean_gap_ms)
+        t = self._t + np.cumsum(w.exponential(gap, m))
         self._t = float(t[-1])
         users = np.minimum(np.searchsorted(self._user_cum_arr, w.random(m), side="right"), len(self.mine) - 1)
         hour = (self.start_ms + t.astype(np.int64) + self._offsets_arr[users]) // _MS_PER_HOUR
@@ -726,6 +780,9 @@ class EventGenerator:
         emit = starts[session] + offset
         ts = emit - shifts[session]
         base = len(self._sid)
+        if self.live:  # the events before the start instant were the warm-up: not sent
+            now = emit >= self.start_ms
+            emit, ts, page, action, session = emit[now], ts[now], page[now], action[now], session[now]
         self._pending.add((emit, ts, page, action, session + base, users[session], late[session]))
 
         sids = uuid4_block(self.sid_rng, k)
@@ -742,6 +799,13 @@ class EventGenerator:
         self._sn.extend(lengths.tolist())
         self._semitted.extend([0] * k)
         return frontier
+
+    def _acceptance(self, at_ms: int) -> float:
+        """The share of candidates that thinning keeps at ``at_ms`` (epoch ms): the users' activity
+        weights times their local profile at that instant, over the peak."""
+        hour = (at_ms + self._offsets_arr) // _MS_PER_HOUR
+        profile = self._profile_arr[((hour // 24 + 3) % 7) * 24 + hour % 24]
+        return float(self._user_p @ profile) / self._pmax
 
     def _returning(self, users: np.ndarray) -> np.ndarray:
         """1 for a session whose user had an earlier session in this stream (in start order)."""
@@ -763,25 +827,28 @@ class EventGenerator:
         """
         pend = self._pending
         check_at = want
+        frontier = self.start_ms + int(self._t)  # where the last draw ended
         while True:
+            # Draw only while the final events fall short: a small chunk (live mode sends a
+            # quarter of a second at a time) must not pile up pending sessions, each draw adds
+            # about 5,000 events.
+            if pend.size >= check_at:
+                emit = pend.merged()[0]
+                final = int(np.count_nonzero(emit < frontier))
+                if final >= want:
+                    break
+                check_at = pend.size + (want - final)
             frontier = self._draw_sessions()
-            if pend.size < check_at:
-                continue
-            emit = pend.merged()[0]
-            final = int(np.count_nonzero(emit < frontier))
-            if final >= want:
-                break
-            check_at = pend.size + (want - final)
         cols = pend.merged()
         order = np.argsort(cols[0], kind="stable")
         ready = order[:want]
         rest = np.sort(order[want:])
         pend.parts = [tuple(c[rest] for c in cols)]
         pend.size = len(rest)
-        return tuple(c[ready] for c in cols[1:])
+        return tuple(c[ready] for c in cols)
 
     def _chunk(self, want: int) -> Chunk:
-        ts, page, action, session, suser, late = self._ready(want)
+        emit, ts, page, action, session, suser, late = self._ready(want)
         n = len(ts)
         emitted = self._semitted
         for s, c in zip(*(a.tolist() for a in np.unique(session, return_counts=True))):
@@ -806,15 +873,19 @@ class EventGenerator:
         counts = {"event": n}
         if self.rates["late"] > 0:
             counts["late"] = int(np.count_nonzero(late))
-        keys, values = self._inject(keys, values, counts)
+        emits = emit.tolist() if self.live else None
+        keys, values, emits = self._inject(keys, values, counts, emits)
         self.valid_out += n
         self.records_out += len(values)
         for k, v in counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
-        return Chunk(keys, values, counts, int(ts.min()) if n else None, int(ts.max()) if n else None)
+        return Chunk(keys, values, counts, int(ts.min()) if n else None, int(ts.max()) if n else None, emits)
 
     # -- faults -------------------------------------------------------------------------------------
-    def _inject(self, keys: list[bytes], values: list[bytes], counts: dict[str, int]) -> tuple[list, list]:
+    def _inject(self, keys: list[bytes], values: list[bytes], counts: dict[str, int],
+                emits: list[int] | None = None) -> tuple[list, list, list | None]:
+        """The records with the faults inserted; ``emits`` (live): an extra record is sent with
+        the record it follows."""
         n = len(values)
         rates, frng = self.rates, self.frng
         inserts: list[tuple[int, int, bytes, bytes]] = []  # (after valid index, order, key, value)
@@ -831,20 +902,26 @@ class EventGenerator:
                 else:
                     inserts.append((pos, len(inserts), keys[pos], self._malformed(kind, values[pos])))
         if not inserts:
-            return keys, values
+            return keys, values, emits
         inserts.sort()
         out_k: list[bytes] = []
         out_v: list[bytes] = []
+        out_e: list[int] | None = None if emits is None else []
         prev = 0
         for pos, _, key, value in inserts:
             out_k.extend(keys[prev:pos + 1])
             out_v.extend(values[prev:pos + 1])
             out_k.append(key)
             out_v.append(value)
+            if out_e is not None:
+                out_e.extend(emits[prev:pos + 1])
+                out_e.append(emits[pos])
             prev = pos + 1
         out_k.extend(keys[prev:])
         out_v.extend(values[prev:])
-        return out_k, out_v
+        if out_e is not None:
+            out_e.extend(emits[prev:])
+        return out_k, out_v, out_e
 
     def _malformed(self, kind: str, value: bytes) -> bytes:
         r = self.fr

@@ -53,7 +53,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
@@ -672,7 +672,9 @@ def _check_checkpoint(settings: Settings, checkpoint: Path) -> None:
 
 
 def run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool = False,
-               duration_s: float | None = None, stop: threading.Event | None = None) -> IngestResult:
+               duration_s: float | None = None, stop: threading.Event | None = None,
+               trigger_s: float | None = None, drain: bool = False,
+               on_batch: Callable[["BatchStats"], None] | None = None, listener: Any = None) -> IngestResult:
     """Consume the topics into the lake, then rebuild gold and write the run's summary.
 
     While it runs, whole-stage code generation is as ``ingest.whole_stage_codegen`` says (on by
@@ -686,6 +688,13 @@ def run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool = Fals
             ``duration_s`` has passed; the query stops between two batches.
         duration_s: Stream for at most this long (None: until ``stop``).
         stop: Set it (e.g. from a signal handler) to stop streaming.
+        trigger_s: The processing-time trigger in seconds (default ``ingest.trigger_interval_s``;
+            live mode uses a short one).
+        drain: With ``stream``: once stopped, consume what the topics still hold (``availableNow``)
+            before the summary, e.g. the producers' last records after they stopped.
+        on_batch: Called with each batch's :class:`BatchStats` once it is complete (live mode's
+            terminal line and view); an error in it is logged, never fails the batch.
+        listener: A ``StreamingQueryListener`` registered for the run (Spark's progress events).
 
     Raises:
         PipelineError: The broker cannot be reached, the streaming query fails, or the lake does
@@ -696,8 +705,13 @@ def run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool = Fals
     # set before the query starts: the query runs its batches in a clone of the session
     spark.conf.set(key, str(bool(settings["ingest"]["whole_stage_codegen"])).lower())
     try:
-        return _run_ingest(spark, settings, stream=stream, duration_s=duration_s, stop=stop)
+        if listener is not None:
+            spark.streams.addListener(listener)
+        return _run_ingest(spark, settings, stream=stream, duration_s=duration_s, stop=stop,
+                           trigger_s=trigger_s, drain=drain, on_batch=on_batch)
     finally:
+        if listener is not None:
+            spark.streams.removeListener(listener)
         if before is None:
             spark.conf.unset(key)
         else:
@@ -705,14 +719,15 @@ def run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool = Fals
 
 
 def _run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool,
-                duration_s: float | None, stop: threading.Event | None) -> IngestResult:
+                duration_s: float | None, stop: threading.Event | None, trigger_s: float | None = None,
+                drain: bool = False, on_batch: Callable[["BatchStats"], None] | None = None) -> IngestResult:
     checkpoint = settings.path("checkpoints") / "ingest"
     _check_checkpoint(settings, checkpoint)
     app_id = checkpoint_app_id(checkpoint)
     entries = ledger_entries(settings)
     state: dict[str, Any] = {"previous": entries[-1] if entries else None, "batches": []}
 
-    def on_batch(kafka: "DataFrame", batch_id: int) -> None:
+    def batch(kafka: "DataFrame", batch_id: int) -> None:
         previous = state["previous"]
         if previous is not None and previous["batch_id"] >= batch_id:
             previous = next((e for e in reversed(ledger_entries(settings)) if e["batch_id"] < batch_id), None)
@@ -725,21 +740,30 @@ def _run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool,
                  "%d duplicates removed [%s]", batch_id, " (replayed, already complete)" if stats.replayed else "",
                  stats.records_read, stats.seconds, rate, stats.silver, stats.quarantined,
                  stats.duplicates_removed, ", ".join(f"{k} {v:.1f}s" for k, v in stats.phases.items()))
+        if on_batch is not None:
+            try:
+                on_batch(stats)
+            except Exception:  # a display's failure must not fail (and replay) a committed batch
+                log.warning("the batch callback failed on batch %d", batch_id, exc_info=True)
 
     start = time.monotonic()
     stop = stop or threading.Event()
     restarts = 0
+    interval = trigger_s if trigger_s is not None else settings["ingest"]["trigger_interval_s"]
     while True:
-        writer = (read_kafka_stream(spark, settings).writeStream.foreachBatch(on_batch)
+        writer = (read_kafka_stream(spark, settings).writeStream.foreachBatch(batch)
                   .option("checkpointLocation", str(checkpoint)).queryName("ingest"))
         if stream:
-            writer = writer.trigger(processingTime=f"{settings['ingest']['trigger_interval_s']} seconds")
+            writer = writer.trigger(processingTime=f"{int(round(interval * 1000))} milliseconds")
         else:
             writer = writer.trigger(availableNow=True)
         try:
             query = writer.start()
             if stream:
                 _stream_until(query, stop, None if duration_s is None else start + duration_s)
+                if drain:  # then what arrived after the last batch, and stop
+                    stream = False
+                    continue
             else:
                 query.awaitTermination()
             break
@@ -749,7 +773,9 @@ def _run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool,
                 # the checkpoint (one that ran but was not committed before a crash). The batch
                 # itself was written and committed by then: starting the query again goes on.
                 restarts += 1
-                log.warning("Spark's Kafka source failed reporting a replayed batch; restarting the query")
+                # One line on the terminal; Spark's Java trace of it stays in the stage's log.
+                log.warning("the batch replayed after a crash was committed; Spark 4.1's Kafka source then "
+                            "fails reporting its progress (a Spark bug, handled): restarting the query")
                 continue
             raise PipelineError(f"streaming ingest failed: {first_line(exc)}") from exc
     seconds = time.monotonic() - start

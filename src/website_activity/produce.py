@@ -4,6 +4,10 @@ Producer *i* owns every *i*-th user of the population (see :mod:`website_activit
 so a session and all of its records stay in topic *i*, and in one partition (the key's). Modes:
 bounded (``events``: that many valid events in total, plus the injected faults), timed
 (``duration`` seconds) and rate-limited (``rate`` records per second in total, with either).
+Live (``live``, what ``--start now`` and ``make live`` use): event times are the wall clock, each
+record is sent when the wall clock reaches its event time, and ``rate`` sets the generator's
+session rate (so the records per second) instead of pacing a simulated clock; without ``rate``,
+:data:`~website_activity.generator.LIVE_RATE`.
 
 Delivery: ``acks=all``, idempotent producer, retries, ``lz4`` compression, large batches with a
 short linger. Sends carry no per-record callback: each chunk's futures are kept and checked in
@@ -17,6 +21,7 @@ the run writes a manifest to ``paths.runs/produce.json``.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import multiprocessing
@@ -30,7 +35,7 @@ from typing import Any
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
-from website_activity.generator import CHUNK, FAULT_KINDS, EventGenerator, parse_start
+from website_activity.generator import CHUNK, FAULT_KINDS, EventGenerator, live_event_rate, parse_start
 from website_activity.topics import BootstrapErrors, client_config, connect_failure
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,9 @@ class ProduceResult:
     rate: float = 0.0          # records acknowledged per second
     faults: dict[str, int] = field(default_factory=dict)
     first_error: str = ""
+    live: bool = False
+    max_lag_s: float = 0.0     # live: the most a record was sent after its event time
+    live_rate: float = 0.0     # live: records per second of event time (the rate asked for)
 
 
 def split_events(total: int, parts: int) -> list[int]:
@@ -171,7 +179,7 @@ class _Tally:
 
 def produce_topic(settings: Settings, topic: str, events: int | None, seed: int, *,
                   duration: float | None = None, rate: float | None = None, start: str | None = None,
-                  progress: Any = None) -> ProduceResult:
+                  progress: Any = None, live: bool = False, stop: Any = None) -> ProduceResult:
     """Send one producer's records to ``topic`` and wait for every acknowledgement.
 
     Args:
@@ -183,6 +191,9 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
         rate: Records per second for this producer (``None``: as fast as possible).
         start: The simulated clock's start (``now`` or ISO-8601); default ``generator.start_time``.
         progress: A queue for ``(topic, events, records, acked, failed)`` updates, or ``None``.
+        live: Live mode (see the module docstring): ``start`` should be about now.
+        stop: An event (``multiprocessing.Event``): set, the producer stops at the next chunk
+            (a quarter of a second in live mode) and flushes.
 
     Raises:
         PipelineError: No broker answers, or the topic does not exist.
@@ -196,17 +207,26 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
         partitions = check_topic(producer, settings, topic)
         # A replay of a given number of events spans generator.span_h; a paced or timed run
         # keeps generator.sessions_per_hour (live mode).
-        span_events = events if rate is None and duration is None else None
-        gen = EventGenerator.from_settings(settings, seed, topic, start, events=span_events)
+        span_events = events if rate is None and duration is None and not live else None
+        live_rate = None
+        if live and start is None:  # this producer's own now, once it is ready: nothing starts late
+            start = parse_start("now").isoformat(timespec="milliseconds")
+        if live:  # ``rate`` is this producer's share already; without one, the default's share
+            live_rate = live_event_rate(settings["generator"], rate, 1 if rate else len(settings.topics))
+        gen = EventGenerator.from_settings(settings, seed, topic, start, events=span_events, live_rate=live_rate)
         n_part = len(partitions)
         part_of: dict[bytes, int] = {}
-        size = CHUNK if rate is None else max(16, min(CHUNK, int(rate / 4)))
+        pace = live_rate if live_rate is not None else rate
+        size = CHUNK if pace is None else max(16, min(CHUNK, int(pace / 4)))
         send, pending = _Appender(producer, topic, partitions), tally.pending
         first_ms = last_ms = None
         t0 = time.monotonic()
         next_report = t0
         for chunk in gen.chunks(events, size=size):
-            if rate is None:
+            if chunk.emit_ms is not None:
+                lag = _send_live(send, chunk, part_of, partitions, tally)
+                result.max_lag_s = max(result.max_lag_s, lag)
+            elif rate is None:
                 for key, value in zip(chunk.keys, chunk.values):
                     p = part_of.get(key)
                     if p is None:
@@ -232,6 +252,8 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
                 next_report = now + PROGRESS_EVERY_S
             if duration is not None and now - t0 >= duration:
                 break
+            if stop is not None and stop.is_set():
+                break
         timeout_s = max(4 * settings["kafka"]["request_timeout_s"], 60)
         producer.flush(timeout=timeout_s)
         tally.drain(final=True)
@@ -240,6 +262,10 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
         result.rate = result.sent / result.seconds if result.seconds > 0 else 0.0
         result.first_event_time, result.last_event_time = _iso(first_ms), _iso(last_ms)
         result.faults = {k: gen.counts.get(k, 0) for k in FAULT_KINDS}
+        result.live, result.max_lag_s = live, round(result.max_lag_s, 3)
+        if live and last_ms is not None:
+            span_s = (last_ms - gen.start_ms) / 1000.0
+            result.live_rate = round(result.records / span_s, 1) if span_s > 0 else 0.0
         write_ground_truth(settings, topic, gen)
         if progress is not None:
             progress.put((topic, result.events, result.records, tally.acked, tally.failed))
@@ -266,6 +292,32 @@ def _send_paced(send: Any, chunk: Any, part_of: dict, partitions: list[int], tal
             tally.pending.append(send(key, value, p))
         except Exception as exc:
             tally.fail(exc)
+
+
+def _send_live(send: Any, chunk: Any, part_of: dict, partitions: list[int], tally: _Tally) -> float:
+    """Send each record of a live chunk when the wall clock reaches its time (``chunk.emit_ms``);
+    the most seconds a record went out late (the machine could not keep up)."""
+    from kafka.partitioner.default import murmur2
+
+    emits, n, i, lag = chunk.emit_ms, len(chunk.values), 0, 0.0
+    keys, values = chunk.keys, chunk.values
+    while i < n:
+        now_ms = time.time() * 1000.0
+        if emits[i] > now_ms:  # never early: an event time ahead of the clock is a future_time
+            time.sleep((emits[i] - now_ms) / 1000.0)
+            continue
+        j = bisect.bisect_right(emits, now_ms, lo=i)
+        lag = max(lag, (now_ms - emits[i]) / 1000.0)
+        for key, value in zip(keys[i:j], values[i:j]):
+            p = part_of.get(key)
+            if p is None:
+                p = part_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            try:
+                tally.pending.append(send(key, value, p))
+            except Exception as exc:
+                tally.fail(exc)
+        i = j
+    return lag
 
 
 def ground_truth_path(settings: Settings, topic: str) -> Path:
@@ -298,6 +350,10 @@ def _worker(job: dict, progress: Any, results: Any) -> None:
     quiet_kafka_connections()  # a spawned process: its stage's logging setup is not inherited
     settings = job.pop("settings")
     topic = job.pop("topic")
+    if job.get("stop") is not None:  # live: Ctrl-C reaches the whole process group; the parent
+        import signal                # sets ``stop`` and this producer flushes what it generated
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         results.put((topic, produce_topic(settings, topic, progress=progress, **job)))
     except PipelineError as exc:
@@ -324,7 +380,8 @@ class ProduceRun:
 
 
 def run_produce(settings: Settings, events: int | None, seed: int, *, duration: float | None = None,
-                rate: float | None = None, start: str | None = None, progress: bool = False) -> ProduceRun:
+                rate: float | None = None, start: str | None = None, progress: bool = False,
+                live: bool | None = None, stop: Any = None) -> ProduceRun:
     """Run one producer process per topic in parallel and write the manifest.
 
     Args:
@@ -333,11 +390,16 @@ def run_produce(settings: Settings, events: int | None, seed: int, *, duration: 
         rate: Records per second in total (shared evenly); must be > 0.
         start: ``now`` or an ISO-8601 instant for the simulated clock.
         progress: Show a progress bar (rate, sent, acked, failed) on stderr.
+        live: Live mode (wall-clock event times, ``rate`` as the session rate); ``None``: live
+            when ``start`` is ``now``.
+        stop: A ``threading.Event``: set (e.g. on Ctrl-C), the producers stop, flush and report.
 
     Raises:
         PipelineError: Bad options, a producer could not start, or records were not acknowledged.
     """
-    if events is None and duration is None:
+    if live is None:
+        live = start is not None and start.strip().lower() == "now"
+    if events is None and duration is None and stop is None:
         raise PipelineError("give a number of events or a duration")
     if events is not None and events < 0:
         raise PipelineError(f"events must be >= 0, got {events}")
@@ -352,9 +414,10 @@ def run_produce(settings: Settings, events: int | None, seed: int, *, duration: 
     ctx = multiprocessing.get_context("spawn")
     progress_q, results_q = ctx.Queue(), ctx.Queue()
     procs = []
+    halt = ctx.Event() if stop is not None else None
     for topic, share in zip(topics, shares):
         job = {"settings": settings, "topic": topic, "events": share, "seed": seed, "duration": duration,
-               "rate": rate / len(topics) if rate else None, "start": start}
+               "rate": rate / len(topics) if rate else None, "start": start, "live": live, "stop": halt}
         procs.append(ctx.Process(target=_worker, args=(job, progress_q, results_q), daemon=True))
     t0 = time.monotonic()
     for p in procs:
@@ -367,6 +430,8 @@ def run_produce(settings: Settings, events: int | None, seed: int, *, duration: 
                 topic, outcome = results_q.get(timeout=0.2)
                 outcomes[topic] = outcome
             except queue.Empty:
+                if halt is not None and stop.is_set():
+                    halt.set()
                 if all(not p.is_alive() for p in procs):
                     try:  # a result may still be in the pipe
                         topic, outcome = results_q.get(timeout=2)
@@ -386,7 +451,7 @@ def run_produce(settings: Settings, events: int | None, seed: int, *, duration: 
     results = [outcomes[t] for t in topics]
     assert all(isinstance(r, ProduceResult) for r in results)
     manifest = write_manifest(settings, events, seed, results, time.monotonic() - t0,
-                              {"duration": duration, "rate": rate, "start": start})
+                              {"duration": duration, "rate": rate, "start": start, "live": live})
     failed = manifest["failed"]
     if failed:
         first = next(r.first_error for r in results if r.failed)
@@ -446,6 +511,7 @@ def write_manifest(settings: Settings, events: int | None, seed: int, results: l
         "last_event_time": max((r.last_event_time for r in results if r.last_event_time), default=None),
         "seconds": round(seconds, 3),
         "rate": round(sum(r.sent for r in results) / seconds, 1) if seconds > 0 else 0.0,
+        "live_rate": round(sum(r.live_rate for r in results), 1),
         "options": {**options, "compression_type": p["compression_type"], "linger_ms": p["linger_ms"],
                     "batch_size": p["batch_size"]},
         "ground_truth": [str(ground_truth_path(settings, r.topic)) for r in results],

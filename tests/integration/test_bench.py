@@ -29,6 +29,8 @@ FIGURES = {
     "train_seconds", "model_roc_auc", "oracle_roc_auc", "score_rows_per_s", "pipeline_seconds",
     "silver_files", "silver_avg_file_mb", "producer_peak_rss_mb", "spark_driver_peak_rss_mb",
     "broker_peak_rss_mb", "ingest_batch_10k_s", "ingest_batch_growth", "model_oracle_gap", "model_true_signs",
+    # the live phase (make live for 30 s at this volume); the percentiles need ingest.json's latency_s
+    "live_latency_p50_s", "live_latency_p95_s", "live_latency_p99_s", "live_sustained_events_per_s",
 }
 # A gap to the oracle may be below zero (the model beat the true probabilities on a small test split).
 SIGNED = {"model_oracle_gap"}

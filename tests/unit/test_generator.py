@@ -12,9 +12,9 @@ import pytest
 
 from website_activity.config import load_config
 from website_activity.errors import ConfigError
-from website_activity.generator import (EVENTS_PER_SESSION, FAULT_KINDS, FEATURES, NO_COORDINATE,
-                                        TRUE_COEFFICIENTS, EventGenerator, conversion_probability, parse_start,
-                                        sessions_per_hour)
+from website_activity.generator import (EVENTS_PER_SESSION, FAULT_KINDS, FEATURES, LIVE_RATE, LIVE_WARMUP_S,
+                                        NO_COORDINATE, TRUE_COEFFICIENTS, EventGenerator, conversion_probability,
+                                        live_event_rate, parse_start, sessions_per_hour)
 from website_activity.produce import encode, split_events
 from website_activity.schema import EVENT_FIELDS
 
@@ -291,3 +291,121 @@ def test_an_event_count_spans_the_configured_week() -> None:
     assert sessions_per_hour(conf, None) == conf["sessions_per_hour"]
     assert sessions_per_hour({**conf, "span_h": 0.0}, n) == conf["sessions_per_hour"]
     assert sessions_per_hour(conf, n) == pytest.approx(n / (EVENTS_PER_SESSION * 168.0))
+
+
+# -- seeded replay: pinned bytes ------------------------------------------------------------------
+def _digest(g: EventGenerator, n: int) -> str:
+    import hashlib
+
+    d = hashlib.sha256()
+    for chunk in g.chunks(n, size=1000):
+        assert chunk.emit_ms is None  # a seeded replay is never paced by the wall clock
+        for key, value in zip(chunk.keys, chunk.values):
+            d.update(key + b"\0" + value + b"\n")
+    return d.hexdigest()
+
+
+@pytest.mark.parametrize("kw, digest", [
+    ({}, "67517aa690e43996fe97d20f6413c432b595fe8844a3bf2f5a5717812b901a54"),
+    ({"events": 4000}, "2e562d664bda45c0b215f6de52019d97d7d8726135e6e083a72aaf9346855255"),
+])
+def test_seeded_records_are_the_bytes_of_before_live_mode(kw, digest) -> None:
+    # digests of the generator before live mode existed: live mode must not move a seeded byte
+    g = EventGenerator(dict(SETTINGS["generator"]), ENUMS, 11, 1, 2, VIEWPORTS, MAX_BYTES, **kw)
+    assert _digest(g, 4000) == digest
+
+
+# -- live mode: wall-clock event times, RATE as the session rate ----------------------------------
+LIVE_START = "2026-12-01T14:00:00+00:00"
+
+
+def live_records(rate: float, seconds: float, start: str = LIVE_START, seed: int = 5) -> tuple[EventGenerator, list]:
+    """(generator, [(emit_ms, key, value)]) of the first ``seconds`` of producer-a at ``rate`` records/s
+    for both producers together."""
+    g = EventGenerator.from_settings(SETTINGS, seed, "producer-a", start,
+                                     live_rate=live_event_rate(SETTINGS["generator"], rate, 2))
+    out = []
+    for chunk in g.chunks(None, size=max(16, int(rate / 8))):
+        out += [(e, k, v) for e, k, v in zip(chunk.emit_ms, chunk.keys, chunk.values)
+                if e < g.start_ms + seconds * 1000]
+        if chunk.emit_ms[-1] >= g.start_ms + seconds * 1000:
+            return g, out
+    raise AssertionError("unreachable: a live stream has no end")
+
+
+@pytest.mark.parametrize("start", [LIVE_START, "2026-12-01T03:00:00+00:00"])  # the day's peak and its trough
+def test_live_rate_is_the_asked_rate_from_the_first_second(start) -> None:
+    rate, seconds = 1200.0, 120
+    g, recs = live_records(rate, seconds, start)
+    # one producer's share of the records, faults included, within 5 % over the run ...
+    assert len(recs) / seconds == pytest.approx(rate / 2, rel=0.05)
+    # ... and in each 30 s (the warm-up puts the sessions already on the site there at once)
+    per_window = Counter((e - g.start_ms) // 30_000 for e, _, _ in recs)
+    assert sorted(per_window) == [0, 1, 2, 3]
+    for n in per_window.values():
+        assert n / 30 == pytest.approx(rate / 2, rel=0.10)
+
+
+def test_live_event_times_are_the_wall_clock_of_emission() -> None:
+    g, recs = live_records(400.0, 60)
+    emits = [e for e, _, _ in recs]
+    assert emits == sorted(emits) and emits[0] >= g.start_ms  # sent in order, nothing before the start
+    late_by_ms = SETTINGS["generator"]["faults"]["late_by_s"] * 1000
+    on_time = late = 0
+    for e, _, v in recs:
+        if not v.startswith(b'{"event_id"') or not v.endswith(b"}"):
+            continue
+        try:
+            ev = json.loads(v)
+            t = int(datetime.fromisoformat(ev["timestamp"]).timestamp() * 1000)
+        except (ValueError, KeyError, TypeError):
+            continue  # a malformed fault record
+        # every event time is the instant it is sent (a late session's lags by late_by_s; a
+        # duplicate or a malformed copy goes out with its original, so not before it): never ahead
+        assert t <= e, ev
+        on_time += t == e
+        late += t == e - late_by_ms
+    assert on_time > 0.97 * len(recs) and late > 0
+
+
+def test_live_sessions_keep_their_own_gaps() -> None:
+    _, recs = live_records(2000.0, 300)
+    times: dict[str, list[int]] = defaultdict(list)
+    for e, _, v in recs:
+        if v.startswith(b'{"event_id"') and v.endswith(b"}"):
+            try:
+                times[json.loads(v)["session_id"]].append(e)
+            except (ValueError, KeyError):
+                pass
+    gaps = np.concatenate([np.diff(sorted(t)) for t in times.values() if len(t) > 1]) / 1000
+    # seconds between a session's events as the model draws them (a few s on a page, ~15 s
+    # between pages), not squeezed by the rate: 2,000 records/s is 330 times the configured pace
+    assert 3.0 < float(np.median(gaps)) < 10.0 and float(gaps.mean()) > 5.0
+    # many sessions at once: the rate is concurrency
+    assert len(times) > 2000 / 2 / EVENTS_PER_SESSION * 300 * 0.8
+
+
+def test_live_streams_are_reproducible_for_a_start_and_start_with_sessions_in_progress() -> None:
+    g1, a = live_records(300.0, 20, seed=9)
+    _, b = live_records(300.0, 20, seed=9)
+    assert a == b
+    truth = g1.ground_truth("producer-a").to_pydict()
+    # the sessions on the site at the start began in the warm-up: cut short, said so
+    assert 0 < truth["complete"].count(False) < len(truth["complete"])
+    assert LIVE_WARMUP_S >= 300
+    with pytest.raises(ConfigError, match="live rate must be > 0"):
+        EventGenerator.from_settings(SETTINGS, 1, "producer-a", LIVE_START, live_rate=0.0)
+    # without RATE, live mode sends LIVE_RATE records/s (faults included)
+    assert live_event_rate(SETTINGS["generator"], None, 2) == live_event_rate(SETTINGS["generator"], LIVE_RATE, 2)
+    assert live_event_rate(SETTINGS["generator"], 1000.0, 2) * 2 * 1.0102 == pytest.approx(1000.0, rel=1e-3)
+
+
+def test_two_live_runs_of_one_seed_send_other_ids_to_the_same_users() -> None:
+    g1, a = live_records(300.0, 10, start="2026-12-01T14:00:00+00:00", seed=9)
+    g2, b = live_records(300.0, 10, start="2026-12-01T14:05:00+00:00", seed=9)
+    ids = lambda recs: {json.loads(v)["event_id"] for _, _, v in recs  # noqa: E731
+                        if v.startswith(b'{"event_id"') and v.endswith(b"}")}
+    # silver deduplicates on event_id: a second live run must not look like a replay of the first
+    assert not ids(a) & ids(b)
+    assert {k for _, k, _ in a}.isdisjoint({k for _, k, _ in b})
+    assert g1.users.ids == g2.users.ids
