@@ -53,7 +53,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
@@ -533,26 +533,31 @@ def latency_histogram(counts: list[Any], committed_at: float) -> dict[str, int]:
     return dict(sorted(hist.items(), key=lambda kv: int(kv[0])))
 
 
-def latency_percentiles(hists: list[dict[str, int]]) -> dict[str, float | None]:
-    """p50, p95, p99 and max of the latency (seconds) over merged :func:`latency_histogram`\ s
-    (each bucket counted at its upper edge: a percentile is never under-stated)."""
+def latency_percentiles(hists: Iterable[Mapping[str, int] | None],
+                        quantiles: tuple[float, ...] = (0.50, 0.95, 0.99)) -> dict[str, float] | None:
+    """Latency percentiles and max in seconds over merged :func:`latency_histogram`\\ s; None when
+    they hold no record.
+
+    A percentile is the upper edge of the bucket it falls in (never under-stated, at most a bucket
+    over); ``max`` is the upper edge of the highest bucket.
+    """
     merged: dict[int, int] = {}
-    for h in hists:
-        for k, n in h.items():
-            merged[int(k)] = merged.get(int(k), 0) + n
+    for hist in hists:
+        for key, n in (hist or {}).items():
+            merged[int(key)] = merged.get(int(key), 0) + int(n)
     total = sum(merged.values())
-    out: dict[str, float | None] = {"p50": None, "p95": None, "p99": None, "max": None, "records": total}
-    if not total:
-        return out
-    edges = sorted(merged)
-    for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+    if total <= 0:
+        return None
+    buckets = sorted(merged)
+    out: dict[str, float] = {}
+    for q in quantiles:
         seen = 0
-        for k in edges:
-            seen += merged[k]
+        for b in buckets:
+            seen += merged[b]
             if seen >= q * total:
-                out[name] = round((k + LATENCY_BUCKET_MS) / 1000, 3)
+                out[f"p{round(q * 100)}"] = (b + LATENCY_BUCKET_MS) / 1000.0
                 break
-    out["max"] = round((edges[-1] + LATENCY_BUCKET_MS) / 1000, 3)
+    out["max"] = (buckets[-1] + LATENCY_BUCKET_MS) / 1000.0
     return out
 
 

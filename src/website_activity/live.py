@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
 from website_activity.generator import LIVE_RATE
+from website_activity.ingest import latency_percentiles
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -50,38 +51,9 @@ WINDOW_MIN = 10
 """The view's recent past: events per minute and the funnel of the last this many minutes."""
 ACTIVE_S = 300
 """A session is active if it had an event in the last this many seconds."""
-BUCKET_MS = 100
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
-def latency_percentiles(hists: Iterable[Mapping[str, int] | None],
-                        quantiles: tuple[float, ...] = (0.50, 0.95, 0.99)) -> dict[str, float] | None:
-    """Latency percentiles in seconds from histograms ``{str(ms bucket): count}`` (100 ms buckets,
-    key = the bucket's lower edge), merged; ``None`` when they hold no record.
-
-    A percentile is the upper edge of the bucket it falls in (never optimistic by more than a
-    bucket); ``max`` is the upper edge of the highest bucket.
-    """
-    merged: dict[int, int] = {}
-    for hist in hists:
-        for key, n in (hist or {}).items():
-            merged[int(key)] = merged.get(int(key), 0) + int(n)
-    total = sum(merged.values())
-    if total <= 0:
-        return None
-    buckets = sorted(merged)
-    out: dict[str, float] = {}
-    for q in quantiles:
-        need, seen = q * total, 0
-        for b in buckets:
-            seen += merged[b]
-            if seen >= need:
-                out[f"p{round(q * 100)}"] = (b + BUCKET_MS) / 1000.0
-                break
-    out["max"] = (buckets[-1] + BUCKET_MS) / 1000.0
-    return out
-
-
 def _offsets(value: Any) -> dict[str, dict[str, int]]:
     """A source's offsets as Spark reports them (a JSON text or an object): {topic: {partition: offset}}."""
     if isinstance(value, str):

@@ -198,8 +198,6 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
     Raises:
         PipelineError: No broker answers, or the topic does not exist.
     """
-    from kafka.partitioner.default import murmur2
-
     producer = make_producer(settings, f"website-activity-{topic}")
     result = ProduceResult(topic)
     tally = _Tally()
@@ -214,11 +212,10 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
         if live:  # ``rate`` is this producer's share already; without one, the default's share
             live_rate = live_event_rate(settings["generator"], rate, 1 if rate else len(settings.topics))
         gen = EventGenerator.from_settings(settings, seed, topic, start, events=span_events, live_rate=live_rate)
-        n_part = len(partitions)
         part_of: dict[bytes, int] = {}
         pace = live_rate if live_rate is not None else rate
         size = CHUNK if pace is None else max(16, min(CHUNK, int(pace / 4)))
-        send, pending = _Appender(producer, topic, partitions), tally.pending
+        send = _Appender(producer, topic, partitions)
         first_ms = last_ms = None
         t0 = time.monotonic()
         next_report = t0
@@ -227,14 +224,7 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
                 lag = _send_live(send, chunk, part_of, partitions, tally)
                 result.max_lag_s = max(result.max_lag_s, lag)
             elif rate is None:
-                for key, value in zip(chunk.keys, chunk.values):
-                    p = part_of.get(key)
-                    if p is None:
-                        p = part_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % n_part]
-                    try:
-                        pending.append(send(key, value, p))
-                    except Exception as exc:  # broker gone, producer closed, ...
-                        tally.fail(exc)
+                _send_records(send, chunk.keys, chunk.values, part_of, partitions, tally)
             else:
                 _send_paced(send, chunk, part_of, partitions, tally, rate, t0, result.records)
             result.events += chunk.counts["event"]
@@ -274,31 +264,36 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
         producer.close(timeout=10)
 
 
+def _send_records(send: Any, keys: Any, values: Any, part_of: dict, partitions: list[int], tally: _Tally) -> None:
+    """Send records now, each to its key's partition (the default partitioner's murmur2, computed
+    once per key); a send that raises (broker gone, producer closed) is counted as failed."""
+    from kafka.partitioner.default import murmur2
+
+    n_part, pending = len(partitions), tally.pending
+    for key, value in zip(keys, values):
+        p = part_of.get(key)
+        if p is None:
+            p = part_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % n_part]
+        try:
+            pending.append(send(key, value, p))
+        except Exception as exc:
+            tally.fail(exc)
+
+
 def _send_paced(send: Any, chunk: Any, part_of: dict, partitions: list[int], tally: _Tally,
                 rate: float, t0: float, before: int) -> None:
     """Send a chunk no faster than ``rate`` records per second since ``t0``."""
-    from kafka.partitioner.default import murmur2
-
     step = max(1, min(256, int(rate / 50)))
-    for i, (key, value) in enumerate(zip(chunk.keys, chunk.values)):
-        if i % step == 0:
-            wait = t0 + (before + i) / rate - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        p = part_of.get(key)
-        if p is None:
-            p = part_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-        try:
-            tally.pending.append(send(key, value, p))
-        except Exception as exc:
-            tally.fail(exc)
+    for i in range(0, len(chunk.values), step):
+        wait = t0 + (before + i) / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        _send_records(send, chunk.keys[i:i + step], chunk.values[i:i + step], part_of, partitions, tally)
 
 
 def _send_live(send: Any, chunk: Any, part_of: dict, partitions: list[int], tally: _Tally) -> float:
     """Send each record of a live chunk when the wall clock reaches its time (``chunk.emit_ms``);
     the most seconds a record went out late (the machine could not keep up)."""
-    from kafka.partitioner.default import murmur2
-
     emits, n, i, lag = chunk.emit_ms, len(chunk.values), 0, 0.0
     keys, values = chunk.keys, chunk.values
     while i < n:
@@ -308,14 +303,7 @@ def _send_live(send: Any, chunk: Any, part_of: dict, partitions: list[int], tall
             continue
         j = bisect.bisect_right(emits, now_ms, lo=i)
         lag = max(lag, (now_ms - emits[i]) / 1000.0)
-        for key, value in zip(keys[i:j], values[i:j]):
-            p = part_of.get(key)
-            if p is None:
-                p = part_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-            try:
-                tally.pending.append(send(key, value, p))
-            except Exception as exc:
-                tally.fail(exc)
+        _send_records(send, keys[i:j], values[i:j], part_of, partitions, tally)
         i = j
     return lag
 

@@ -134,6 +134,10 @@ def test_a_live_run_lands_every_record_and_quarantines_only_the_faults(live) -> 
     batch_lines = [line for line in live["lines"] if line.startswith("live: batch ")]
     assert len(batch_lines) == r.batches >= 2
     assert all("rows/s" in line and "latency p95" in line and "backlog" in line for line in batch_lines)
+    # the run's latency (Kafka append -> silver commit) is measured, as percentiles and nothing else
+    assert set(r.latency_s) == {"p50", "p95", "p99", "max"}
+    assert 0 < r.latency_s["p50"] <= r.latency_s["p95"] <= r.latency_s["p99"] <= r.latency_s["max"]
+    assert r.latency_s == s["latency_s"]
 
 
 def test_ctrl_c_on_make_live_stops_everything_and_says_what_landed(broker, tmp_path) -> None:
@@ -167,6 +171,8 @@ def test_ctrl_c_on_make_live_stops_everything_and_says_what_landed(broker, tmp_p
     landed = re.search(r"live: landed ([\d,]+) records .*lake reconciled", text)
     assert sent and landed, text[-3000:]
     assert sent.group(1) == sent.group(2) == landed.group(1)  # everything sent landed
+    assert re.search(r"live: latency Kafka append -> silver commit: p50 [\d.]+s, p95 [\d.]+s, p99 [\d.]+s, "
+                     r"max [\d.]+s$", text, re.M), text[-3000:]
     # nothing of the run is left: no producer, no Spark JVM in its process group
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
