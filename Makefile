@@ -94,7 +94,7 @@ compact: env ## OPTIMIZE + VACUUM the lake's Delta tables (small files from make
 	@$(PY) scripts/compact.py $(COMMON)
 
 all: setup ## the whole pipeline from scratch (broker, reset, topics, produce, ingest, validate, train, score, report), then a summary table
-	@$(PY) scripts/all.py $(COMMON)
+	@$(PY) scripts/all.py $(COMMON) $(if $(FORCE),--force)
 
 bench: env ## the stages beside their baselines on a broker and lake of its own -> reports/bench.json, bench.csv (BENCH_EVENTS; QUICK=1: 100k)
 	@$(PY) scripts/bench.py $(COMMON) --events $(BENCH_EVENTS) $(if $(QUICK),--quick)

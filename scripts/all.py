@@ -1,4 +1,4 @@
-"""make all: every stage in order (each one its own make target), then a summary table."""
+"""make all: every stage in order (the Spark ones in this process, on one session), then a summary table."""
 import sys
 
 import click
@@ -9,11 +9,17 @@ from website_activity.summary import run_all
 
 @click.command()
 @common_options
-def main(profile, port):
+@click.option("--force", is_flag=True, help="Train even if validation fails (make all FORCE=1).")
+def main(profile, port, force):
     """Run kafka-up, reset, topics, produce, ingest, validate, train, score and report; print what each
-    produced and its seconds. Stops at the first stage that fails (its last line names its log)."""
+    produced and its seconds. Stops at the first stage that fails (its last line names its log).
+
+    The Spark stages (ingest to report) run in this process on one SparkSession; each is still
+    `make <stage>` on its own.
+    """
     settings = settings_from(profile, port)
-    sys.exit(run_all(settings, click.echo))
+    common = (["--profile", profile] if profile else []) + (["--port", str(port)] if port else [])
+    sys.exit(run_all(settings, click.echo, common_args=common, force=force))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ names when it fails. ``WA_VERBOSE=1`` (``make ... VERBOSE=1``) leaves everything
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -178,34 +179,68 @@ def _log_to_file(stage: str, terminal_err: int) -> None:
     log.addHandler(to_terminal)
 
 
+@contextlib.contextmanager
+def stage_output(stage: str, kwargs: dict[str, Any]) -> Iterator[Path | None]:
+    """Route this stage's output to its log (see the module's docstring) for the ``with`` block,
+    and put the terminal, Python's streams and logging back as they were afterwards, so that the
+    next stage of the same process (``make all`` runs the Spark stages in one) gets its own log.
+
+    Yields:
+        The stage's log file, or None when the output stays on the terminal.
+    """
+    path = _stage_log(stage, kwargs)
+    if path is None:
+        setup_logging()
+        yield None
+        return
+    root, ours = logging.getLogger(), logging.getLogger("website_activity")
+    before = (list(root.handlers), list(ours.handlers), root.level)
+    terminal_out, terminal_err = route_output(path)
+    _log_to_file(stage, terminal_err)
+    try:
+        yield path
+    finally:
+        for stream in (sys.stdout, _TERMINAL.get("err"), sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        logging.captureWarnings(False)
+        for logger, handlers in ((root, before[0]), (ours, before[1])):
+            for handler in [h for h in logger.handlers if h not in handlers]:
+                logger.removeHandler(handler)
+        root.setLevel(before[2])
+        sys.stdout = sys.__stdout__
+        _TERMINAL.clear()
+        os.dup2(terminal_out, 1)
+        os.dup2(terminal_err, 2)
+        os.close(terminal_out)
+        os.close(terminal_err)
+
+
 def main_wrapper(stage: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Route the stage's output (see the module's docstring) and turn a :class:`PipelineError`
-    into one line on stderr and a non-zero exit; that line names the stage's log."""
+    """Route the stage's output (:func:`stage_output`) and turn a :class:`PipelineError` into one
+    line on stderr and a non-zero exit; that line names the stage's log."""
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            path = _stage_log(stage, kwargs)
-            if path is None:
-                setup_logging()
-            else:
-                _, terminal_err = route_output(path)
-                _log_to_file(stage, terminal_err)
-            where = f" (log: {_display(path)})" if path is not None else ""
-            try:
-                return func(*args, **kwargs)
-            except PipelineError as exc:
-                echo_err(f"{stage}: error: {exc}{where}")
-                sys.exit(exc.exit_code)
-            except KeyboardInterrupt:
-                echo_err(f"{stage}: interrupted{where}")
-                sys.exit(130)
-            except Exception as exc:
-                if path is None:
-                    raise  # on the terminal already: the whole traceback
-                # The traceback into the log only (a logger outside ours: no terminal handler).
-                logging.getLogger("stage").exception("%s failed", stage)
-                echo_err(f"{stage}: error: unexpected {type(exc).__name__}: {first_line(exc)} "
-                         f"(traceback in {_display(path)})")
-                sys.exit(1)
+            with stage_output(stage, kwargs) as path:
+                where = f" (log: {_display(path)})" if path is not None else ""
+                try:
+                    return func(*args, **kwargs)
+                except PipelineError as exc:
+                    echo_err(f"{stage}: error: {exc}{where}")
+                    sys.exit(exc.exit_code)
+                except KeyboardInterrupt:
+                    echo_err(f"{stage}: interrupted{where}")
+                    sys.exit(130)
+                except Exception as exc:
+                    if path is None:
+                        raise  # on the terminal already: the whole traceback
+                    # The traceback into the log only (a logger outside ours: no terminal handler).
+                    logging.getLogger("stage").exception("%s failed", stage)
+                    echo_err(f"{stage}: error: unexpected {type(exc).__name__}: {first_line(exc)} "
+                             f"(traceback in {_display(path)})")
+                    sys.exit(1)
         return wrapper
     return decorate

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
@@ -235,9 +236,123 @@ def stop_spark(spark: "SparkSession", timeout_s: float = 60.0) -> None:
             proc.wait()
 
 
+# -- one session for several stages (make all) --------------------------------------------------
+_SHARED: dict[str, Any] = {}
+
+
+@contextmanager
+def shared_session() -> Iterator[None]:
+    """Within this block, :func:`spark_session` starts one session and lends it to every stage
+    instead of a session (and a JVM) per stage; the session stops when the block ends.
+
+    ``make all`` runs its Spark stages this way: each stage's JVM start, Delta and codegen warm-up
+    and library imports are paid once instead of five times. The driver JVM inherits the process's
+    stdout and stderr when it starts, and a stage's output goes to that stage's log: the JVM writes
+    into pipes instead, whose lines are copied to whatever descriptors 1 and 2 are at the time (the
+    log of the stage that is running, or the terminal with ``VERBOSE``).
+    """
+    _SHARED.clear()
+    _SHARED["on"] = True
+    try:
+        yield
+    finally:
+        spark = _SHARED.pop("spark", None)
+        try:
+            if spark is not None:
+                stop_spark(spark)
+        finally:
+            for thread in _SHARED.pop("forwarders", []):
+                thread.join(timeout=10)
+            for fd in _SHARED.pop("spare_fds", []):
+                os.close(fd)
+            _SHARED.clear()
+
+
+def _forward(source: int, target: dict[str, int], key: str) -> None:
+    """Copy a pipe to ``target[key]`` (a descriptor that may change) until the JVM closes it."""
+    with os.fdopen(source, "rb", buffering=0) as pipe:
+        for chunk in iter(lambda: pipe.read(65536), b""):
+            target[f"{key}-busy"] = True
+            view = memoryview(chunk)
+            try:
+                while view:
+                    view = view[os.write(target[key], view):]
+            except OSError:
+                pass  # the terminal or log went away: the JVM's lines are not the stage's result
+            target[f"{key}-busy"] = False
+
+
+def _drain(timeout_s: float = 1.0) -> None:
+    """Wait until the JVM's lines written so far are copied, so that they land in the log of the
+    stage that caused them and not the next one's."""
+    import fcntl
+    import struct
+    import termios
+    import time
+
+    target, reads = _SHARED.get("target"), _SHARED.get("read_fds", [])
+    if target is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            pending = sum(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0] for fd in reads)
+        except OSError:
+            return  # a pipe is closed: the JVM is gone
+        if pending == 0 and not target.get("out-busy") and not target.get("err-busy"):
+            return
+        time.sleep(0.01)
+
+
+def _start_shared(settings: Settings, app_suffix: str) -> "SparkSession":
+    """Start the shared session's JVM with its stdout and stderr on pipes (see :func:`shared_session`)."""
+    import threading
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {"out": os.dup(1), "err": os.dup(2)}
+    _SHARED["spare_fds"] = list(saved.values())
+    target = dict(saved)  # while descriptors 1 and 2 are the pipes themselves: the stage's own
+    threads = []
+    pipes = {}
+    _SHARED["target"], _SHARED["read_fds"] = target, []
+    for key, fd in (("out", 1), ("err", 2)):
+        read_end, write_end = os.pipe()
+        pipes[key] = (fd, write_end)
+        _SHARED["read_fds"].append(read_end)
+        t = threading.Thread(target=_forward, args=(read_end, target, key), name=f"jvm-{key}", daemon=True)
+        t.start()
+        threads.append(t)
+    _SHARED["forwarders"] = threads
+    try:
+        for fd, write_end in pipes.values():
+            os.dup2(write_end, fd)
+        return get_spark(settings, app_suffix=app_suffix)
+    finally:
+        os.dup2(saved["out"], 1)
+        os.dup2(saved["err"], 2)
+        for _, write_end in pipes.values():
+            os.close(write_end)  # the JVM holds the only copies now: its exit ends the forwarders
+        target.update(out=1, err=2)
+
+
 @contextmanager
 def spark_session(settings: Settings, app_suffix: str = "") -> Iterator["SparkSession"]:
-    """A SparkSession for one stage, stopped with its JVM when the stage ends (scripts use this)."""
+    """A SparkSession for one stage, stopped with its JVM when the stage ends (scripts use this).
+
+    Inside :func:`shared_session`, the one shared session instead: started by the first stage,
+    its cached tables dropped when each stage ends, stopped when the block ends.
+    """
+    if _SHARED.get("on"):
+        spark = _SHARED.get("spark")
+        if spark is None:
+            spark = _SHARED["spark"] = _start_shared(settings, app_suffix)
+        try:
+            yield spark
+        finally:
+            spark.catalog.clearCache()
+            _drain()
+        return
     spark = get_spark(settings, app_suffix=app_suffix)
     try:
         yield spark
