@@ -2,12 +2,12 @@
 
 import click
 
+from website_activity.catalog import data_docs_index, quality_csv_path
 from website_activity.cli import common_options, echo_err, main_wrapper, settings_from
 from website_activity.errors import ValidationFailed
 from website_activity.lake import silver_path
 from website_activity.spark import spark_session
-from website_activity.validate import (data_docs_index, latest_path, quality_csv_path, run_validate,
-                                       save_project)
+from website_activity.validate import latest_path, run_validate, save_project
 
 
 def _relative(path, settings):

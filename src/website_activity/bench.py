@@ -42,6 +42,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from website_activity.catalog import ingest_summary_path, model_metrics_path, produce_manifest_path
 from website_activity.config import Settings, load_config, repo_root
 from website_activity.errors import PipelineError
 
@@ -356,11 +357,6 @@ def _fmt(x: float | None) -> str:
     return f"{x:.4f}"
 
 
-def median_of(runs: int, fn: Callable[[], float]) -> tuple[float, list[float]]:
-    values = [fn() for _ in range(runs)]
-    return statistics.median(values), values
-
-
 def run_bench(settings: Settings, profile: str | None, events: int, *, runs: int = 3, seed: int = 7,
               generator_events: int | None = None, naive_events: int = 5000,
               workdir: Path | None = None, logs: Path | None = None) -> Bench:
@@ -447,11 +443,11 @@ def _pipeline(bench: Bench, s: Settings, profile: str | None, overrides: dict[st
             bench.add("validate_seconds", "validation (both suites, Data Docs)", float(latest["seconds"]), "s")
         elif name == "train":
             bench.add("train_seconds", "training (features, search, evaluation, MLflow)", r.seconds, "s")
-            m = json.loads((s.path("models") / "metrics.json").read_text())["metrics"]
+            m = json.loads(model_metrics_path(s).read_text())["metrics"]
             bench.extra["model"] = {k: m.get(k) for k in ("roc_auc", "pr_auc", "log_loss", "oracle_roc_auc",
                                                           "oracle_gap")}
             bench.add("model_roc_auc", "model test ROC AUC", float(m["roc_auc"]), "")
-            _model_checks(bench, json.loads((s.path("models") / "metrics.json").read_text()))
+            _model_checks(bench, json.loads(model_metrics_path(s).read_text()))
             if m.get("oracle_roc_auc") is not None:
                 gap = float(m["oracle_roc_auc"]) - float(m["roc_auc"])
                 bench.add("oracle_roc_auc", "oracle ROC AUC (generator's true model)", float(m["oracle_roc_auc"]),
@@ -675,8 +671,8 @@ def _live_run(s: Settings, profile: str | None, scratch: Path, rate: float, dura
     if proc.returncode != 0:
         raise PipelineError(f"live at {rate:.0f}/s exited with code {proc.returncode}: "
                             f"{lines[-1][1] if lines else ''}")
-    manifest = json.loads((run_settings.path("runs") / "produce.json").read_text())
-    summary = json.loads((run_settings.path("runs") / "ingest.json").read_text())
+    manifest = json.loads(produce_manifest_path(run_settings).read_text())
+    summary = json.loads(ingest_summary_path(run_settings).read_text())
     produce_seconds = max(t["seconds"] for t in manifest["topics"])
     batch_lines = [(t, ln) for t, ln in lines if ln.startswith("live: batch ")]
     first_t = batch_lines[0][0] - float(re.search(r"in ([\d.]+)s", batch_lines[0][1]).group(1)) if batch_lines else 0.0

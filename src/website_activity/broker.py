@@ -26,6 +26,7 @@ from pathlib import Path
 from website_activity.config import Settings, require_credentials
 from website_activity.errors import PipelineError
 from website_activity.jvm import jars, java_executable
+from website_activity.kafka_security import kafka_python_config, scram_jaas
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +134,7 @@ class EmbeddedBroker:
         """kafka-python settings to reach this broker as the configured user (empty for PLAINTEXT)."""
         if not self.secure:
             return {}
-        s = self.security
-        return {"security_protocol": "SASL_SSL", "sasl_mechanism": s["sasl_mechanism"],
-                "sasl_plain_username": s["username"], "sasl_plain_password": s["password"],
-                "ssl_cafile": str(self.tls_dir / "ca.pem"), "ssl_check_hostname": True}
+        return kafka_python_config(self.security, self.tls_dir / "ca.pem")
 
     # -- files ------------------------------------------------------------------------------
     @property
@@ -176,8 +174,7 @@ class EmbeddedBroker:
                 f"sasl.enabled.mechanisms={mech}",
                 f"sasl.mechanism.inter.broker.protocol={mech}",
                 f"listener.name.sasl_ssl.{mech.lower()}.sasl.jaas.config="
-                f"org.apache.kafka.common.security.scram.ScramLoginModule required "
-                f'username="{BROKER_USER}" password="{self._broker_password()}";',
+                f"{scram_jaas(BROKER_USER, self._broker_password())}",
                 f"ssl.keystore.location={store}", "ssl.keystore.type=PKCS12",
                 f"ssl.keystore.password={password}", f"ssl.key.password={password}",
                 f"ssl.truststore.location={self.tls_dir / 'ca.pem'}", "ssl.truststore.type=PEM",

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from website_activity.config import Settings
+from website_activity.files import write_text
 
 if TYPE_CHECKING:
     from website_activity.report import ReportData
@@ -209,8 +209,4 @@ def render(data: "ReportData", settings: Settings) -> str:
 
 def write_dashboard(data: "ReportData", settings: Settings, path: Path) -> Path:
     """Render and write ``index.html`` atomically."""
-    html = render(data, settings)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, render(data, settings))

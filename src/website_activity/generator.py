@@ -102,15 +102,12 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from website_activity.errors import ConfigError
-from website_activity.schema import EVENT_FIELDS
+from website_activity.schema import EVENT_FIELDS, NO_COORDINATE
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from website_activity.config import Settings
-
-NO_COORDINATE = -1
-"""Click coordinates of every action that is not a click."""
 
 ACTIONS = ("view", "click", "scroll", "add_to_cart", "purchase")
 VIEW, CLICK, SCROLL, ADD_TO_CART, PURCHASE = range(len(ACTIONS))
@@ -855,7 +852,7 @@ class EventGenerator:
             emitted[s] += c
         eids = uuid4_block(self.id_rng, n)
         stamps = np.datetime_as_string(ts.astype("datetime64[ms]"), unit="ms").astype("S23").tolist()
-        coords = [b'-1,"click_coordinates_y":-1'] * n
+        coords = [f'{NO_COORDINATE},"click_coordinates_y":{NO_COORDINATE}'.encode()] * n
         clicks = np.flatnonzero(action == CLICK)
         if len(clicks):
             vp = self._vp[self._udev[suser[clicks]]]

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -55,10 +54,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from website_activity.catalog import ingest_ledger_dir, ingest_summary_path
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
 from website_activity.failpoints import failpoint
-from website_activity.schema import field_names, required_fields, spark_schema
+from website_activity.files import write_json, write_text
+from website_activity.schema import NO_COORDINATE, field_names, required_fields, spark_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -79,7 +80,6 @@ REASONS = {
     "bad_timezone": "the timezone is not a region-based zone ID of the JVM (Europe/Paris)",
 }
 """Quarantine reason codes, checked in this order (a record gets the first that applies)."""
-NO_COORDINATE = -1
 CORRUPT = "_corrupt_record"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}"
 
@@ -327,15 +327,7 @@ def gold_frame(silver: "DataFrame", window_s: int = 60) -> "DataFrame":
 
 
 # -- the ledger: one JSON file per completed batch ------------------------------------------
-def ledger_dir(settings: Settings) -> Path:
-    return settings.path("runs") / "ingest_batches"
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+ledger_dir = ingest_ledger_dir
 
 
 def ledger_entries(settings: Settings) -> list[dict[str, Any]]:
@@ -503,7 +495,7 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
             parsed.unpersist()
     raw.unpersist()
     stats.seconds = round(time.monotonic() - start, 3)
-    _write_json(ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
+    write_json(ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
     return stats
 
 
@@ -636,8 +628,7 @@ def read_kafka_stream(spark: "SparkSession", settings: Settings) -> "DataFrame":
     )
 
 
-def summary_path(settings: Settings) -> Path:
-    return settings.path("runs") / "ingest.json"
+summary_path = ingest_summary_path
 
 
 APP_ID_FILE = "delta_app_id"
@@ -664,9 +655,7 @@ def checkpoint_app_id(checkpoint: Path) -> str:
                             "this version of ingest; run make reset for a fresh lake")
     checkpoint.mkdir(parents=True, exist_ok=True)
     app_id = f"website-activity-ingest-{uuid.uuid4()}"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(app_id + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, app_id + "\n")
     return app_id
 
 
@@ -856,7 +845,7 @@ def finish_run(spark: "SparkSession", settings: Settings, batches: list[BatchSta
     }
     problems = reconcile(summary)
     summary["reconciled"] = not problems
-    _write_json(summary_path(settings), summary)
+    write_json(summary_path(settings), summary)
     if problems:
         raise PipelineError(f"the lake does not reconcile: {'; '.join(problems)} (see {summary_path(settings)})")
     return summary

@@ -200,14 +200,6 @@ def read_quarantine_count(spark: "SparkSession", settings: Settings, version: in
         raise PipelineError(f"cannot read {path}: {first_line(exc)}") from exc
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A run manifest or summary (``data/_runs/*.json``, ``latest.json``), or None when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def table_stats(table: Path) -> dict[str, int]:
     """Files, bytes, average file size and rows of the table's latest version (from its log,
     with delta-rs: no Spark job)."""

@@ -28,11 +28,11 @@ from typing import Callable, Mapping
 
 from website_activity.config import Settings
 from website_activity.errors import ConfigError
+from website_activity.schema import IPV4_REGEX
 
 IP_MODES = ("truncate", "hash")
 INVALID = "invalid"
-_IPV4 = re.compile(r"^(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-                   r"(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$")
+_IPV4 = re.compile(IPV4_REGEX)
 MIN_KEY_CHARS = 16
 
 
@@ -72,8 +72,3 @@ def ip_pseudonymiser(settings: Settings, environ: Mapping[str, str] | None = Non
                           f"(export a secret key of at least {MIN_KEY_CHARS} characters)")
     secret = key.encode("utf-8")
     return lambda ip: hash_ip(ip, secret)
-
-
-def pseudonymise_ip(ip: str, settings: Settings) -> str:
-    """One address, as reports show it (see :func:`ip_pseudonymiser`)."""
-    return ip_pseudonymiser(settings)(ip)

@@ -33,8 +33,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from website_activity.catalog import ground_truth_path, produce_manifest_path
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
+from website_activity.files import atomic_path, write_json
 from website_activity.generator import CHUNK, FAULT_KINDS, EventGenerator, live_event_rate, parse_start
 from website_activity.topics import BootstrapErrors, client_config, connect_failure
 
@@ -308,10 +310,6 @@ def _send_live(send: Any, chunk: Any, part_of: dict, partitions: list[int], tall
     return lag
 
 
-def ground_truth_path(settings: Settings, topic: str) -> Path:
-    return settings.path("ground_truth") / f"{topic}.parquet"
-
-
 def write_ground_truth(settings: Settings, topic: str, gen: EventGenerator) -> Path:
     """Write (or update: same session ids are replaced) ``<ground_truth>/<topic>.parquet``."""
     import pyarrow as pa
@@ -326,9 +324,8 @@ def write_ground_truth(settings: Settings, topic: str, gen: EventGenerator) -> P
         if old.schema.equals(table.schema):
             keep = pc.invert(pc.is_in(old["session_id"], value_set=table["session_id"]))
             table = pa.concat_tables([old.filter(keep), table])
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 
@@ -479,8 +476,7 @@ class _Bar:
             self.bar.close()
 
 
-def manifest_path(settings: Settings) -> Path:
-    return settings.path("runs") / "produce.json"
+manifest_path = produce_manifest_path
 
 
 def write_manifest(settings: Settings, events: int | None, seed: int, results: list[ProduceResult],
@@ -505,7 +501,5 @@ def write_manifest(settings: Settings, events: int | None, seed: int, results: l
         "ground_truth": [str(ground_truth_path(settings, r.topic)) for r in results],
         "topics": [asdict(r) for r in results],
     }
-    path = manifest_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2))
+    write_json(manifest_path(settings), manifest)
     return manifest

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from website_activity.catalog import champion_dir
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
 
@@ -60,6 +61,15 @@ class Promotion:
     version: str
     previous_version: str | None = None
     previous_val_roc_auc: float | None = None
+
+
+def client(settings: Settings) -> "MlflowClient":
+    """The MLflow client of ``mlflow.tracking_uri``, the registry explicitly too: without it the
+    client takes the process-wide registry URI, which an earlier run in the same process (make
+    all's stages, a test session) may have pointed at another store."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
 def champion(client: "MlflowClient", name: str, alias: str) -> Any:
@@ -180,10 +190,6 @@ def promote(client: "MlflowClient", settings: Settings, version: str, val_roc_au
              if current is not None else f"no @{alias}", reason)
     return Promotion(ok, reason, str(version), None if current is None else current.version,
                      None if current_auc in (None, float("-inf")) else current_auc)
-
-
-def champion_dir(settings: Settings) -> Path:
-    return settings.path("models") / "champion"
 
 
 def export_champion(model: Any, card: dict[str, Any], settings: Settings, saved: Path | None = None) -> Path:

@@ -34,16 +34,17 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from website_activity.catalog import ingest_summary_path, produce_manifest_path, validation_gate_path
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
-from website_activity.lake import has_table, read_json, read_silver, read_table, table_stats
+from website_activity.files import atomic_path, read_json
+from website_activity.lake import has_table, read_silver, read_table, table_stats
 from website_activity.privacy import ip_pseudonymiser
 
 if TYPE_CHECKING:
@@ -105,10 +106,6 @@ def traffic_by(silver: "DataFrame", column: str) -> "DataFrame":
             .select(column, "events", "users", "sessions",
                     F.round(F.col("events") / F.col("total"), 4).alias("share"))
             .orderBy(F.desc("events"), column))
-
-
-def traffic_by_device(silver: "DataFrame") -> "DataFrame":
-    return traffic_by(silver, "device_type")
 
 
 def traffic_by_local_hour(silver: "DataFrame") -> "DataFrame":
@@ -211,12 +208,12 @@ def model_info(settings: Settings) -> ModelInfo:
     """
     import mlflow
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    from website_activity import registry
 
     conf = settings["mlflow"]
     uri = settings.tracking_uri
     try:
-        client = MlflowClient(uri, registry_uri=uri)
+        client = registry.client(settings)
         experiment = client.get_experiment_by_name(conf["experiment"])
     except Exception as exc:
         raise PipelineError(f"cannot read the MLflow store {uri}: {first_line(exc)}") from exc
@@ -358,10 +355,8 @@ def iso(value: Any) -> str:
 
 
 def _write_atomically(path: Path, write: Any) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="") as f:
         write(f)
-    os.replace(tmp, path)
     return path
 
 
@@ -456,9 +451,8 @@ def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
                                           "product_view", "add_to_cart", "checkout", "purchase", "is_late"]]
     frames["top_users"] = users
 
-    runs_dir = settings.path("runs")
-    produce, ingest = read_json(runs_dir / "produce.json"), read_json(runs_dir / "ingest.json")
-    validation = read_json(settings.path("validation") / "latest.json")
+    produce, ingest = read_json(produce_manifest_path(settings)), read_json(ingest_summary_path(settings))
+    validation = read_json(validation_gate_path(settings))
     traffic_seconds = ((totals["last"] - totals["first"]).total_seconds()
                        if totals["first"] is not None else 0.0)
     vs = five_vs(settings, silver_rows=int(totals["events"]), traffic_seconds=traffic_seconds, model=model,

@@ -13,14 +13,15 @@ in progress has no purchase yet: its ``actual`` is what is known so far.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from website_activity.catalog import predictions_csv_path
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
 from website_activity.features import session_features
+from website_activity.files import atomic_path
 from website_activity.lake import read_silver
 
 if TYPE_CHECKING:
@@ -42,12 +43,10 @@ def load_champion(settings: Settings) -> tuple[Any, Any]:
     Raises:
         PipelineError: There is no registered model or no champion yet (``make train`` first).
     """
-    from mlflow.tracking import MlflowClient
-
-    from website_activity.registry import champion
+    from website_activity.registry import champion, client as mlflow_client
 
     conf = settings["mlflow"]
-    client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+    client = mlflow_client(settings)
     try:
         version = champion(client, conf["registered_model"], conf["champion_alias"])
     except Exception as exc:
@@ -135,12 +134,9 @@ def run_score(spark: "SparkSession", settings: Settings) -> dict[str, Any]:
         raise PipelineError(f"cannot write {parquet}: {first_line(exc)}") from exc
     finally:
         scored.unpersist()
-    out = settings.path("reports")
-    out.mkdir(parents=True, exist_ok=True)
-    csv = out / "predictions.csv"
-    tmp = csv.with_name(f".{csv.name}.tmp")
-    frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
-    os.replace(tmp, csv)
+    csv = predictions_csv_path(settings)
+    with atomic_path(csv) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n", float_format="%.6f")
     seconds = time.monotonic() - started
     rows = len(frame)
     log.info("scored %d sessions with version %s in %.1f s", rows, version.version, seconds)

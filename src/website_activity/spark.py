@@ -45,24 +45,13 @@ DELTA_CONF = {
 
 
 def kafka_options(settings: Settings) -> dict[str, str]:
-    """Spark Kafka source options for ``kafka.security`` (none for PLAINTEXT).
-
-    SASL_SSL: the SCRAM login as a JAAS line, and the CA's PEM certificate as the truststore
-    (kafka-clients reads PEM truststores). The JAAS line holds the password: Spark passes it to
-    the Kafka client, whose logged configuration shows it as ``[hidden]``.
-    """
+    """Spark Kafka source options for ``kafka.security`` (none for PLAINTEXT; see
+    :func:`website_activity.kafka_security.spark_kafka_options`)."""
+    from website_activity.kafka_security import spark_kafka_options
     from website_activity.topics import ca_file, client_config
 
-    sec = settings["kafka"]["security"]
-    if sec["protocol"] == "PLAINTEXT":
-        return {}
-    client_config(settings)  # the CA certificate is there
-    quote = lambda s: s.replace("\\", "\\\\").replace('"', '\\"')  # noqa: E731  (JAAS string literal)
-    jaas = ("org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{quote(sec["username"])}" password="{quote(sec["password"])}";')
-    return {"kafka.security.protocol": "SASL_SSL", "kafka.sasl.mechanism": sec["sasl_mechanism"],
-            "kafka.sasl.jaas.config": jaas, "kafka.ssl.truststore.type": "PEM",
-            "kafka.ssl.truststore.location": str(ca_file(settings))}
+    client_config(settings)  # the credentials are set and, for SASL_SSL, the CA certificate is there
+    return spark_kafka_options(settings["kafka"]["security"], ca_file(settings))
 
 
 def spark_java(settings: Settings) -> str:

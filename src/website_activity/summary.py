@@ -13,7 +13,6 @@ manifests, the gate's ``latest.json``, train's ``metrics.json``, ``predictions.c
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 import subprocess
@@ -23,7 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from website_activity.catalog import (ingest_summary_path, model_metrics_path, predictions_csv_path,
+                                      produce_manifest_path, validation_gate_path)
 from website_activity.config import Settings
+from website_activity.files import read_json
 
 STAGES = ("kafka-up", "reset", "topics", "produce", "ingest", "validate", "train", "score", "report")
 # The stages that run in make all's own process, on one SparkSession: their scripts/<stage>.py.
@@ -82,12 +84,6 @@ def run_stages(stages: Sequence[str] = STAGES, *, make: str = "make", cwd: Path 
     return runs
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A stage's JSON output, or None when it is missing or unreadable (the stage did not run)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def quarantine_kinds(by_reason: dict[str, int]) -> dict[str, int]:
@@ -113,26 +109,26 @@ def _relative(path: Path, root: Path) -> str:
 
 def stage_results(settings: Settings) -> dict[str, str]:
     """One phrase per stage, from the files the stages wrote (a stage whose file is missing: none)."""
-    runs, root = settings.path("runs"), settings.root
+    root = settings.root
     out: dict[str, str] = {}
-    produce = read_json(runs / "produce.json")
+    produce = read_json(produce_manifest_path(settings))
     if produce:
         faults = sum(int(v) for v in (produce.get("faults") or {}).values())
         out["produce"] = (f"{produce.get('events', 0):,} events + {faults:,} faults: "
                           f"{produce.get('sent', 0):,} of {produce.get('records', 0):,} records sent")
-    ingest = read_json(runs / "ingest.json")
+    ingest = read_json(ingest_summary_path(settings))
     if ingest:
         kinds = quarantine_kinds(ingest.get("quarantine_by_reason") or {})
         shown = ", ".join(f"{k} {v:,}" for k, v in kinds.items()) or "none"
         out["ingest"] = (f"silver {ingest.get('silver', 0):,}, quarantined {ingest.get('quarantined', 0):,} "
                          f"({shown}), duplicates removed {ingest.get('duplicates_removed', 0):,}"
                          f"{'' if ingest.get('reconciled') else ', NOT reconciled'}")
-    gate = read_json(settings.path("validation") / "latest.json")
+    gate = read_json(validation_gate_path(settings))
     if gate:
         failed = len(gate.get("failures") or [])
         out["validate"] = (f"gate {gate.get('status', '?')}: {gate.get('expectations', 0) - failed} of "
                            f"{gate.get('expectations', 0)} expectations on {gate.get('rows', 0):,} rows")
-    model = read_json(settings.path("models") / "metrics.json")
+    model = read_json(model_metrics_path(settings))
     if model:
         m = model.get("metrics") or {}
         auc = f"test ROC AUC {m['roc_auc']:.3f}" if isinstance(m.get("roc_auc"), (int, float)) else "no AUC"
@@ -146,7 +142,7 @@ def stage_results(settings: Settings) -> dict[str, str]:
         else:
             champ = "not registered"
         out["train"] = f"{auc}{oracle}; {champ}"
-    predictions = settings.path("reports") / "predictions.csv"
+    predictions = predictions_csv_path(settings)
     scored = _count_rows(predictions)
     if scored is not None:
         out["score"] = f"{scored:,} sessions scored -> {_relative(predictions, root)}"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from website_activity.config import Settings, require_credentials
 from website_activity.errors import PipelineError
+from website_activity.kafka_security import kafka_python_config
 
 if TYPE_CHECKING:
     from kafka import KafkaAdminClient
@@ -42,9 +43,7 @@ def client_config(settings: Settings) -> dict[str, Any]:
         hint = ("start the broker with 'make kafka-up PROFILE=secure' (it makes the CA)"
                 if settings["kafka"]["mode"] == "embedded" else "set kafka.security.ca_file")
         raise PipelineError(f"kafka.security.protocol is SASL_SSL but the CA certificate {ca} is missing: {hint}")
-    return {"security_protocol": "SASL_SSL", "sasl_mechanism": sec["sasl_mechanism"],
-            "sasl_plain_username": sec["username"], "sasl_plain_password": sec["password"],
-            "ssl_cafile": str(ca), "ssl_check_hostname": True}
+    return kafka_python_config(sec, ca)
 
 
 def admin_client(settings: Settings) -> "KafkaAdminClient":

@@ -51,11 +51,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from website_activity import registry
+from website_activity.catalog import ingest_summary_path, model_metrics_path, produce_manifest_path
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
 from website_activity.features import (CATEGORICAL, FEATURE_COLUMNS, MODEL_INPUTS, NUMERIC, ONE_HOT_INTEGER,
                                        read_features, session_features, write_features)
-from website_activity.lake import read_json, read_silver
+from website_activity.files import read_json, write_json
+from website_activity.lake import read_silver
 from website_activity.validate import GateStatus, latest_path, require_gate
 
 if TYPE_CHECKING:
@@ -209,7 +212,7 @@ def coefficients_table(model: "PipelineModel", schema_df: "DataFrame") -> "pd.Da
 def run_name(settings: Settings, events: int) -> str:
     """What a run is, for the MLflow UI: ``20000 events, seed 7, local`` (the seed of the produce
     run that made the lake, when its manifest is there)."""
-    produced = read_json(settings.path("runs") / "produce.json") or {}
+    produced = read_json(produce_manifest_path(settings)) or {}
     seed = f", seed {produced['seed']}" if "seed" in produced else ""
     return f"{events} events{seed}, {settings['profile']}"
 
@@ -234,11 +237,10 @@ def ensure_experiment(settings: Settings) -> str:
         PipelineError: The tracking store cannot be reached, or the experiment was deleted.
     """
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     name = settings["mlflow"]["experiment"]
     location = artifact_location(settings)
-    client = MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+    client = registry.client(settings)
     try:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -350,8 +352,8 @@ def lineage_tags(settings: Settings) -> dict[str, str]:
     if status is not None:
         tags["git_dirty"] = str(bool(status)).lower()
     sources = {"validation": latest_path(settings),
-               "produce": settings.path("runs") / "produce.json",
-               "ingest": settings.path("runs") / "ingest.json"}
+               "produce": produce_manifest_path(settings),
+               "ingest": ingest_summary_path(settings)}
     for prefix, path in sources.items():
         data = read_json(path)
         if data is None:
@@ -609,7 +611,6 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
     from pyspark.sql import functions as F
 
     from website_activity import evaluation as ev
-    from website_activity import registry
 
     started_all = time.monotonic()
     conf = settings["train"]
@@ -662,12 +663,7 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _client(settings: Settings) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    # The registry explicitly too: without it the client takes the process-wide registry URI,
-    # which an earlier run in the same process may have pointed at another store.
-    return MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+_client = registry.client
 
 
 def evaluate(val: "pd.DataFrame", test: "pd.DataFrame", threshold: float, counts: dict[str, tuple[int, int]],
@@ -717,7 +713,6 @@ def log_run(settings: Settings, experiment_id: str, client: Any, data: Prepared,
     (registered, and promoted by the registry's rule). Returns (run id, model URI, version, promotion)."""
     import mlflow
 
-    from website_activity import registry
 
     oracle_curve, oracle_note = oracle
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -780,7 +775,6 @@ def write_summary(settings: Settings, run_id: str, version: str | None, params: 
                   coefs: "pd.DataFrame") -> None:
     """``models/metrics.json`` (with the coefficients per unit), and a new champion's export to
     ``models/champion/``."""
-    from website_activity import registry
 
     out = settings.path("models")
     out.mkdir(parents=True, exist_ok=True)
@@ -795,4 +789,4 @@ def write_summary(settings: Settings, run_id: str, version: str | None, params: 
         conf_name = settings["mlflow"]["registered_model"]
         saved = registry.local_artifacts(_client(settings), conf_name, str(version))
         registry.export_champion(model, card, settings, None if saved is None else saved / "sparkml")
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
+    write_json(model_metrics_path(settings), summary, default=float)

@@ -49,17 +49,20 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from website_activity.catalog import (data_docs_index, ingest_summary_path, quality_csv_path,
+                                      validation_gate_path)
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, ValidationFailed, first_line
+from website_activity.files import write_text
 from website_activity.lake import lake_fingerprint, lake_versions, read_quarantine_count, read_silver
-from website_activity.schema import field_names, required_fields, spark_type_names
+from website_activity.schema import (IPV4_REGEX, NO_COORDINATE, UUID_REGEX, field_names, required_fields,
+                                     spark_type_names)
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
@@ -85,10 +88,6 @@ LAKE_COLUMN_TYPES = {
 }
 ID_FIELDS = ("event_id", "user_id", "session_id")
 UNIQUE_FIELDS = ("event_id",)
-UUID_REGEX = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-IPV4_REGEX = rf"^({_OCTET}\.){{3}}{_OCTET}$"
-NO_COORDINATE = -1  # what the generator writes for actions that are not clicks
 EXAMPLES = 5  # unexpected values kept per failed expectation
 SUMMARY_FAILURES = 5  # failures named in the one-line summary
 CSV_HEADER = ("suite", "expectation", "column", "rule", "success", "unexpected_count",
@@ -312,7 +311,7 @@ def reconciliation_frame(spark: "SparkSession", silver_rows: int, quarantined_ro
 
 def ingest_counts(settings: Settings) -> dict[str, Any] | None:
     """``records_read`` and ``duplicates_removed`` from ingest's summary (None: no summary)."""
-    path = settings.path("runs") / "ingest.json"
+    path = ingest_summary_path(settings)
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
         return {"records_read": int(summary["records_read"]),
@@ -599,18 +598,12 @@ def _jsonable(value: Any) -> Any:
 
 
 # -- outputs --------------------------------------------------------------------------------
-def _write_atomically(path: Path, text: str) -> None:
-    """A reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def write_report(report: ValidationReport, path: Path, **extra: Any) -> None:
     """Write the report as JSON (with ``extra`` keys such as the lake's fingerprint)."""
     doc = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), **report.to_dict(), **extra}
-    _write_atomically(path, json.dumps(doc, indent=2, default=str) + "\n")
+    write_text(path, json.dumps(doc, indent=2, default=str) + "\n")
 
 
 def write_quality_csv(report: ValidationReport, path: Path) -> None:
@@ -628,19 +621,14 @@ def write_quality_csv(report: ValidationReport, path: Path) -> None:
             "" if o.unexpected_percent is None else f"{o.unexpected_percent:.4f}",
             "; ".join(str(v) for v in o.examples),
         ])
-    _write_atomically(path, out.getvalue())
+    write_text(path, out.getvalue())
 
 
-def quality_csv_path(settings: Settings) -> Path:
-    return settings.path("reports") / "data_quality.csv"
 
 
-def data_docs_index(settings: Settings) -> Path:
-    return settings.path("reports") / "data_docs" / "index.html"
 
 
-def latest_path(settings: Settings) -> Path:
-    return settings.path("validation") / "latest.json"
+latest_path = validation_gate_path
 
 
 def run_validate(spark: "SparkSession", settings: Settings) -> ValidationReport:
@@ -673,7 +661,7 @@ def run_validate(spark: "SparkSession", settings: Settings) -> ValidationReport:
     counts = ingest_counts(settings)
     if counts is None:
         log.warning("no ingest summary (%s): records read = silver + quarantined + duplicates is not checked",
-                    settings.path("runs") / "ingest.json")
+                    ingest_summary_path(settings))
     frames = {SUITE_NAME: silver,
               RECONCILIATION_SUITE: reconciliation_frame(spark, silver_rows, quarantined, **(counts or {}))}
     report = validate_frames(frames, settings, context=context, docs=True)

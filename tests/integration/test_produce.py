@@ -15,8 +15,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from tests.reliability.test_operator_input import isolated_env
 from website_activity.broker import free_port
+from website_activity.catalog import ground_truth_path
 from website_activity.generator import FAULT_KINDS, EventGenerator
-from website_activity.produce import ground_truth_path, manifest_path, run_produce, split_events
+from website_activity.produce import manifest_path, run_produce, split_events
 from website_activity.topics import create_topics
 
 pytestmark = pytest.mark.integration
