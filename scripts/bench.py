@@ -25,8 +25,15 @@ from website_activity.cli import common_options, main_wrapper, settings_from
               help="Where bench.json and bench.csv go (default: paths.reports).")
 @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Scratch folder for the broker and the lake, kept (default: a temp folder, removed).")
+@click.option("--growth-batch", type=click.IntRange(min=100), default=None,
+              help="Records per batch of the batch-growth phase (default 10,000; smaller: a quicker smoke run).")
+@click.option("--growth-batches", type=click.IntRange(min=2), default=None,
+              help="Batches per lake size in the batch-growth phase, the first a warm-up (default 3).")
+@click.option("--live-seconds", type=click.FloatRange(min=1), default=None,
+              help="Seconds of each live run (default 60; 30 below 1M events).")
 @main_wrapper("bench")
-def main(profile, port, events, quick, runs, seed, out_dir, workdir):
+def main(profile, port, events, quick, runs, seed, out_dir, workdir, growth_batch, growth_batches,
+         live_seconds):
     """Run the pipeline's stages and their baselines; write bench.json, bench.csv and print a table
     (each stage's output in bench_logs/ beside them)."""
     settings = settings_from(profile, port)
@@ -34,7 +41,8 @@ def main(profile, port, events, quick, runs, seed, out_dir, workdir):
         events = QUICK_EVENTS
     out_dir = out_dir or settings.path("reports")
     bench = run_bench(settings, profile, events, runs=runs, seed=seed, workdir=workdir,
-                      logs=out_dir / "bench_logs")
+                      logs=out_dir / "bench_logs", growth_batch=growth_batch,
+                      growth_batches=growth_batches, live_seconds=live_seconds)
     js, cs = write_outputs(bench, out_dir)
     click.echo(table(bench))
     click.echo(f"bench: wrote {js} and {cs}")

@@ -25,6 +25,10 @@ def main(profile, port, retention_hours):
         click.echo("compact: no table in the lake yet (run make ingest first)")
         return
     with spark_session(settings, "compact") as spark:
+        # VACUUM lists the table's folders in a Spark job of this many tasks (Spark's default:
+        # 10,000, about 30 s of task overhead per table even on a small lake); the cores suffice.
+        spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism",
+                       str(max(spark.sparkContext.defaultParallelism, 2)))
         if hours < 168:  # Delta refuses a retention under its 7-day default unless told
             spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
         for table in tables:

@@ -359,9 +359,14 @@ def _fmt(x: float | None) -> str:
 
 def run_bench(settings: Settings, profile: str | None, events: int, *, runs: int = 3, seed: int = 7,
               generator_events: int | None = None, naive_events: int = 5000,
-              workdir: Path | None = None, logs: Path | None = None) -> Bench:
+              workdir: Path | None = None, logs: Path | None = None, growth_batch: int | None = None,
+              growth_batches: int | None = None, live_seconds: float | None = None) -> Bench:
     """The whole bench; every service and output in ``workdir`` (a temp folder if None, removed);
-    each stage's output in ``logs/<stage>.log`` if given."""
+    each stage's output in ``logs/<stage>.log`` if given. ``growth_batch`` (records per batch of
+    the batch-growth phase, default :data:`GROWTH_BATCH`), ``growth_batches`` (batches per lake
+    size, the first a warm-up, default :data:`GROWTH_BATCHES`) and ``live_seconds`` (each live run's
+    length, default :data:`LIVE_DURATION_S`, 30 s below 1M events) make a lighter bench that still
+    computes every figure (the test suite's smoke run)."""
     from website_activity.broker import EmbeddedBroker, free_port
 
     bench = Bench(events=events, runs=runs, seed=seed)
@@ -380,8 +385,9 @@ def run_bench(settings: Settings, profile: str | None, events: int, *, runs: int
         _generator_figures(bench, s, generator_events or min(events, 300_000), naive_events)
         broker_pid = broker.start()
         _pipeline(bench, s, profile, overrides, scratch, logs)
-        _batch_growth(bench, s, scratch)
-        live_phase(bench, s, profile, scratch, logs)
+        _batch_growth(bench, s, scratch, growth_batch or GROWTH_BATCH, growth_batches or GROWTH_BATCHES)
+        live_phase(bench, s, profile, scratch, logs,
+                   **({"duration_s": live_seconds} if live_seconds is not None else {}))
         rss = peak_rss_mb(broker_pid)
         if rss is not None:
             bench.add("broker_peak_rss_mb", "broker peak RSS", rss, "MB")
@@ -530,11 +536,13 @@ GROWTH_BATCHES = 3  # per lake size; the first is a warm-up, the median of the o
 INGEST_V1 = 19_298  # records/s, the Parquet ingest before Delta (README "Performance", 1M events)
 
 
-def _batch_growth(bench: Bench, s: Settings, scratch: Path) -> None:
+def _batch_growth(bench: Bench, s: Settings, scratch: Path, batch: int = GROWTH_BATCH,
+                  batches: int = GROWTH_BATCHES) -> None:
     """``ingest_batch_10k_s`` and the batch time with 3x the events in the lake.
 
-    Ingest's own :func:`~website_activity.ingest.process_batch` runs on batches of 10k new records
-    read from the topics (their exact offsets), first on the lake the pipeline left (``events``),
+    Ingest's own :func:`~website_activity.ingest.process_batch` runs on batches of ``batch`` (10k)
+    new records (``batches`` per lake size, the first a warm-up) read from the topics (their exact
+    offsets), first on the lake the pipeline left (``events``),
     then after silver was tripled by copying its rows under new event ids (one Spark append: far
     cheaper than producing and ingesting 2x more). The batches go to the same tables under an app
     id of their own, with their ledger apart, so the time is that of a real batch on that lake.
@@ -552,14 +560,14 @@ def _batch_growth(bench: Bench, s: Settings, scratch: Path) -> None:
     data["paths"]["runs"] = str(scratch / "growth_runs")  # the ledger of these batches, apart
     g = Settings(data=data, root=s.root)
     slices = []
-    for i in range(2 * GROWTH_BATCHES):
+    for i in range(2 * batches):
         before = _end_offsets(g)
-        run_produce(g, GROWTH_BATCH, seed=1000 + i)
+        run_produce(g, batch, seed=1000 + i)
         slices.append((before, _end_offsets(g)))
     times: dict[str, list[float]] = {}
     with spark_session(g, "bench-growth") as spark:
         for i, (start, end) in enumerate(slices):
-            if i == GROWTH_BATCHES:
+            if i == batches:
                 silver = read_delta(spark, g.path("silver"))
                 copies = [silver.withColumn("event_id", F.concat("event_id", F.lit(f"-copy{k}"))) for k in (1, 2)]
                 copies[0].unionByName(copies[1]).write.format("delta").mode("append").save(str(g.path("silver")))
@@ -567,15 +575,15 @@ def _batch_growth(bench: Bench, s: Settings, scratch: Path) -> None:
                      .option("subscribe", ",".join(g.topics)).option("startingOffsets", json.dumps(start))
                      .option("endingOffsets", json.dumps(end)).load())
             stats = process_batch(kafka, i, g, None, app_id="bench-growth")
-            times.setdefault("1x" if i < GROWTH_BATCHES else "3x", []).append(stats.seconds)
+            times.setdefault("1x" if i < batches else "3x", []).append(stats.seconds)
         lake_rows = table_stats(g.path("silver"))["rows"]
     small, big = (statistics.median(times[k][1:]) for k in ("1x", "3x"))
-    bench.extra["batch_growth"] = {"records_per_batch": GROWTH_BATCH, "seconds": times, "silver_rows_after": lake_rows}
-    f = bench.add("ingest_batch_10k_s", f"a warm micro-batch of {GROWTH_BATCH:,} records (foreachBatch)", small, "s",
-                  target="<= 3 s", runs=GROWTH_BATCHES - 1)
+    bench.extra["batch_growth"] = {"records_per_batch": batch, "seconds": times, "silver_rows_after": lake_rows}
+    f = bench.add("ingest_batch_10k_s", f"a warm micro-batch of {batch:,} records (foreachBatch)", small, "s",
+                  target="<= 3 s", runs=batches - 1)
     f.holds = small <= 3
-    f = bench.add("ingest_batch_growth", "10k batch time, 3x the lake vs 1x", big, "s", baseline=small,
-                  target="<= 1.2x", runs=GROWTH_BATCHES - 1)
+    f = bench.add("ingest_batch_growth", f"{batch:,}-record batch time, 3x the lake vs 1x", big, "s", baseline=small,
+                  target="<= 1.2x", runs=batches - 1)
     f.holds = (f.ratio or 0) <= 1.2
 
 

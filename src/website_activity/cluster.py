@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import time
 import urllib.error
@@ -118,8 +119,19 @@ class KafkaCluster:
                             f"after {timeout_s:.0f}s: see {self.home}/kafka-*/logs/server.log")
 
     def stop(self) -> int:
-        """Stop every node (by pid). Returns how many were running."""
-        return sum(node.stop() for node in self.nodes)
+        """Stop every node (by pid), all at once. Returns how many were running.
+
+        One after the other, the last node left waited for a quorum that was gone: 30 s, then
+        SIGKILL. With SIGTERM sent to every node first they all exit in a few seconds."""
+        running = [pid for pid in (node.pid() for node in self.nodes) if pid is not None]
+        for pid in running:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for node in self.nodes:
+            node.stop()  # waits for the node's exit (SIGKILL after 30 s), removes its pid file
+        return len(running)
 
     def status(self) -> list[tuple[str, int | None, bool]]:
         return [(n.bootstrap, n.pid(), n.pid() is not None and broker_ready(n.bootstrap, 2.0))

@@ -26,7 +26,9 @@ from website_activity.config import Settings
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
+# Module scope: only test_cluster.py uses it, and its 3 broker JVMs, Spark master and 2 workers
+# stop when that file is done instead of idling (heartbeats, ~2 GB) beside the worker's later files.
+@pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory, settings: Settings):
     home = tmp_path_factory.mktemp("cluster")
     kafka = KafkaCluster(home=home / "kafka", jvm_dir=settings.path("jvm") / "broker",

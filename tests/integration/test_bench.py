@@ -4,7 +4,10 @@ Runs ``scripts/bench.py`` with 6,000 events (the fewest with which train's three
 purchases, as in the cluster and secure tests), not the 100,000 of ``--quick``, and one run per
 baseline, with its own broker and scratch lake in a temp folder and its output in another. Every
 figure is still computed and checked; only their values, which this test does not judge, change
-with the volume. Most of its time is the seven stages' process and Spark starts.
+with the volume. The same goes for the two phases after the pipeline: the batch-growth phase runs on
+two batches of 1,000 records per lake size, not three of 10,000 (a warm-up and one timed batch),
+and the live phase for 10 s, not 30 (``--growth-batch``, ``--growth-batches``, ``--live-seconds``). Most of its time is the seven stages'
+process and Spark starts.
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ from website_activity.bench import CSV_FIELDS, STAGES
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 6_000
+GROWTH_BATCH = 1_000
+GROWTH_BATCHES = 2
+LIVE_SECONDS = 10
 FIGURES = {
     "naive_events_per_s", "generator_events_per_s", "producer_performance_records_per_s",
     "producers_records_per_s", "spark_batch_records_per_s", "ingest_records_per_s", "validate_seconds",
     "train_seconds", "model_roc_auc", "oracle_roc_auc", "score_rows_per_s", "pipeline_seconds",
     "silver_files", "silver_avg_file_mb", "producer_peak_rss_mb", "spark_driver_peak_rss_mb",
     "broker_peak_rss_mb", "ingest_batch_10k_s", "ingest_batch_growth", "model_oracle_gap", "model_true_signs",
-    # the live phase (make live for 30 s at this volume); the percentiles need ingest.json's latency_s
+    # the live phase (make live for LIVE_SECONDS at this volume); the percentiles need ingest.json's latency_s
     "live_latency_p50_s", "live_latency_p95_s", "live_latency_p99_s", "live_sustained_events_per_s",
 }
 # A gap to the oracle may be below zero (the model beat the true probabilities on a small test split).
@@ -50,7 +56,9 @@ def test_bench_writes_every_figure(tmp_path: Path) -> None:
     before = stamps()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WA__")}
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--events", str(EVENTS),
-                           "--runs", "1", "--out-dir", str(out), "--workdir", str(work)],
+                           "--runs", "1", "--out-dir", str(out), "--workdir", str(work),
+                           "--growth-batch", str(GROWTH_BATCH),
+                           "--growth-batches", str(GROWTH_BATCHES), "--live-seconds", str(LIVE_SECONDS)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "| figure | value |" in proc.stdout
@@ -65,6 +73,8 @@ def test_bench_writes_every_figure(tmp_path: Path) -> None:
     assert 0 < figures["model_true_signs"]["value"] <= 8  # of the 8 true coefficients
     # the batch-growth phase: a 10k batch timed on the lake as it is, then with 3x the events in it
     assert figures["ingest_batch_growth"]["baseline"] == figures["ingest_batch_10k_s"]["value"]
+    assert doc["batch_growth"]["records_per_batch"] == GROWTH_BATCH
+    assert {k: len(v) for k, v in doc["batch_growth"]["seconds"].items()} == {"1x": GROWTH_BATCHES, "3x": GROWTH_BATCHES}
     for key in WITH_BASELINE:
         assert figures[key]["baseline"] > 0 and figures[key]["ratio"] > 0, key
     assert list(doc["stages_seconds"]) == list(STAGES)

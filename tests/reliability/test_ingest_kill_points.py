@@ -24,6 +24,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -51,8 +52,11 @@ def ingest(env: dict[str, str], log: Path, failpoint: str | None = None, script:
     with log.open("a") as out:
         out.write(f"\n--- {script} {failpoint or '(no failpoint)'}\n")
         out.flush()
-        return subprocess.run([sys.executable, str(ROOT / "scripts" / script)], cwd=ROOT, env=run_env,
-                              stdout=out, stderr=subprocess.STDOUT, timeout=600).returncode
+        started = time.monotonic()
+        rc = subprocess.run([sys.executable, str(ROOT / "scripts" / script)], cwd=ROOT, env=run_env,
+                            stdout=out, stderr=subprocess.STDOUT, timeout=600).returncode
+        out.write(f"--- exit {rc} after {time.monotonic() - started:.1f}s\n")  # where the test's time goes
+        return rc
 
 
 def silver_ids(settings) -> list[str]:
