@@ -7,7 +7,7 @@ from website_activity.lake import silver_path
 from website_activity.preflight import check_tracking_store
 from website_activity.spark import spark_session
 from website_activity.train import run_train
-from website_activity.validate import require_gate
+from website_activity.gate import require_gate
 
 
 @click.command()

@@ -64,7 +64,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     while True:  # Kafka's own ids never start with '-', which a command line would take for an option
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cid.startswith("-"):
@@ -306,7 +306,7 @@ class EmbeddedBroker:
         mode = [] if self.voters else ["--standalone"]
         out = subprocess.run(
             self._java_cmd("kafka.tools.StorageTool", "format", *mode,
-                           "-t", self.cluster_id or _cluster_id(), "-c", str(self.properties_file),
+                           "-t", self.cluster_id or new_cluster_id(), "-c", str(self.properties_file),
                            *self._scram_args()),
             capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
@@ -392,7 +392,7 @@ class EmbeddedBroker:
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
-            while Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
+            while Path(f"/proc/{pid}").exists() and not is_zombie(pid):
                 time.sleep(0.05)
         return True
 
@@ -419,7 +419,7 @@ class EmbeddedBroker:
                 if done == pid:
                     return
             except ChildProcessError:  # started by another process: poll /proc
-                if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+                if not Path(f"/proc/{pid}").exists() or is_zombie(pid):
                     return
             time.sleep(0.2)
         try:
@@ -443,7 +443,7 @@ class EmbeddedBroker:
         return "\n".join(text[-lines:]) or f"(no log in {self.log_file.parent})"
 
 
-def _is_zombie(pid: int) -> bool:
+def is_zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
     except (OSError, IndexError):

@@ -21,6 +21,7 @@ import click
 
 from website_activity.config import Settings, load_config
 from website_activity.errors import PipelineError, first_line
+from website_activity.topics import quiet_kafka_connections
 
 log = logging.getLogger("website_activity")
 
@@ -61,12 +62,6 @@ def setup_logging(level: int = logging.INFO, stream: Any = None) -> None:
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     quiet_kafka_connections()
-
-
-def quiet_kafka_connections() -> None:
-    """kafka-python logs every failed connection attempt (tens of lines while a broker is away);
-    the stages count what was not delivered and end in one line of their own instead."""
-    logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
 
 
 class _Tee(io.RawIOBase):

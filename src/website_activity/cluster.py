@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from website_activity.broker import EmbeddedBroker, _cluster_id, _is_zombie, broker_ready, port_in_use
+from website_activity.broker import EmbeddedBroker, broker_ready, is_zombie, new_cluster_id, port_in_use
 from website_activity.config import Settings
 from website_activity.errors import PipelineError
 from website_activity.jvm import java_executable
@@ -59,7 +59,7 @@ class KafkaCluster:
         if id_file.exists():
             cluster_id = id_file.read_text().strip()
         else:
-            cluster_id = _cluster_id()
+            cluster_id = new_cluster_id()
             self.home.mkdir(parents=True, exist_ok=True)
             id_file.write_text(cluster_id)
         voters = tuple((i + 1, cp) for i, cp in enumerate(self.controller_ports))
@@ -205,7 +205,7 @@ class SparkStandalone:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return None
-        if str(self.home / f"{role}.conf").encode() in cmdline and not _is_zombie(pid):
+        if str(self.home / f"{role}.conf").encode() in cmdline and not is_zombie(pid):
             return pid
         return None
 

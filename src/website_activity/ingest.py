@@ -59,7 +59,8 @@ from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
 from website_activity.failpoints import failpoint
 from website_activity.files import write_json, write_text
-from website_activity.schema import NO_COORDINATE, field_names, required_fields, spark_schema
+from website_activity.schema import NO_COORDINATE, field_names, required_fields
+from website_activity.spark import spark_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession

@@ -330,7 +330,7 @@ def write_ground_truth(settings: Settings, topic: str, gen: EventGenerator) -> P
 
 
 def _worker(job: dict, progress: Any, results: Any) -> None:
-    from website_activity.cli import quiet_kafka_connections
+    from website_activity.topics import quiet_kafka_connections
 
     quiet_kafka_connections()  # a spawned process: its stage's logging setup is not inherited
     settings = job.pop("settings")

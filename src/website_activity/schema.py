@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pyspark is heavy: import it only where a Spark schema is built
-    from pyspark.sql.types import StructType
+from typing import Any
 
 EVENT_FIELDS = (
     "event_id", "user_id", "page_url", "timestamp", "action_type", "browser", "timezone",
@@ -29,22 +26,6 @@ def field_names(fields: list[dict[str, Any]]) -> list[str]:
 
 def required_fields(fields: list[dict[str, Any]]) -> list[str]:
     return [f["name"] for f in fields if f.get("required", False)]
-
-
-def spark_schema(fields: list[dict[str, Any]]) -> "StructType":
-    """The Spark schema used to parse the JSON value of each Kafka record.
-
-    Args:
-        fields: ``schema.fields`` from the configuration.
-
-    Returns:
-        A ``StructType`` with one nullable column per declared field (nullability is checked
-        after parsing, so that a missing field is quarantined with a reason instead of lost).
-    """
-    from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
-
-    types = {"string": StringType(), "timestamp": TimestampType(), "integer": IntegerType()}
-    return StructType([StructField(f["name"], types[f["type"]], True) for f in fields])
 
 
 def spark_type_names(fields: list[dict[str, Any]]) -> dict[str, str]:

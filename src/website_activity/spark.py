@@ -15,6 +15,7 @@ from website_activity.jvm import jars, java_executable
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+    from pyspark.sql.types import StructType
 
 
 def spark_jars(settings: Settings) -> list[str]:
@@ -42,6 +43,22 @@ DELTA_CONF = {
     # core: 10k-record batches went from 10-13 s to 7-9 s (profile in docs/performance.md).
     "spark.databricks.delta.snapshotPartitions": "2",
 }
+
+
+def spark_schema(fields: list[dict[str, Any]]) -> "StructType":
+    """The Spark schema used to parse the JSON value of each Kafka record.
+
+    Args:
+        fields: ``schema.fields`` from the configuration.
+
+    Returns:
+        A ``StructType`` with one nullable column per declared field (nullability is checked
+        after parsing, so that a missing field is quarantined with a reason instead of lost).
+    """
+    from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
+
+    types = {"string": StringType(), "timestamp": TimestampType(), "integer": IntegerType()}
+    return StructType([StructField(f["name"], types[f["type"]], True) for f in fields])
 
 
 def kafka_options(settings: Settings) -> dict[str, str]:

@@ -27,6 +27,12 @@ def ca_file(settings: Settings) -> Path:
     return settings.path("kafka_home") / "tls" / "ca.pem"
 
 
+def quiet_kafka_connections() -> None:
+    """kafka-python logs every failed connection attempt (tens of lines while a broker is away);
+    the stages count what was not delivered and end in one line of their own instead."""
+    logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
+
+
 def client_config(settings: Settings) -> dict[str, Any]:
     """kafka-python settings for ``kafka.security``: none for PLAINTEXT; TLS (the CA's certificate,
     host name checked) and a SCRAM login for SASL_SSL.
@@ -79,7 +85,7 @@ class BootstrapErrors(logging.Handler):
     def __enter__(self) -> "BootstrapErrors":
         logger = logging.getLogger(self.LOGGER)
         self._saved = (logger.level, logger.propagate)
-        # heard here even when kafka.net is quieted (cli.quiet_kafka_connections), shown nowhere else
+        # heard here even when kafka.net is quieted (quiet_kafka_connections), shown nowhere else
         logger.setLevel(logging.WARNING)
         logger.propagate = False
         logger.addHandler(self)

@@ -52,14 +52,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from website_activity import registry
-from website_activity.catalog import ingest_summary_path, model_metrics_path, produce_manifest_path
+from website_activity.catalog import (ingest_summary_path, model_metrics_path, produce_manifest_path,
+                                      validation_gate_path)
 from website_activity.config import Settings
 from website_activity.errors import PipelineError, first_line
 from website_activity.features import (CATEGORICAL, FEATURE_COLUMNS, MODEL_INPUTS, NUMERIC, ONE_HOT_INTEGER,
                                        read_features, session_features, write_features)
 from website_activity.files import read_json, write_json
 from website_activity.lake import read_silver
-from website_activity.validate import GateStatus, latest_path, require_gate
+from website_activity.gate import GateStatus, require_gate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -351,7 +352,7 @@ def lineage_tags(settings: Settings) -> dict[str, str]:
     status = _git(settings, "status", "--porcelain", "--untracked-files=no")
     if status is not None:
         tags["git_dirty"] = str(bool(status)).lower()
-    sources = {"validation": latest_path(settings),
+    sources = {"validation": validation_gate_path(settings),
                "produce": produce_manifest_path(settings),
                "ingest": ingest_summary_path(settings)}
     for prefix, path in sources.items():
@@ -537,7 +538,7 @@ def _log_artifacts(run_dir: Path, test: "pd.DataFrame", metrics: dict[str, float
 def validated_silver(spark: "SparkSession", settings: Settings) -> tuple["DataFrame", int | None]:
     """Silver as the quality gate validated it: the Delta version in ``latest.json``, read with
     time travel (``versionAsOf``); the latest version when no validation recorded one."""
-    version = (read_json(latest_path(settings)) or {}).get("silver_version")
+    version = (read_json(validation_gate_path(settings)) or {}).get("silver_version")
     return read_silver(spark, settings, version), version
 
 

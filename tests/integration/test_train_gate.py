@@ -16,7 +16,8 @@ from website_activity.generator import EventGenerator
 from website_activity.ingest import parse_records, split_valid
 from website_activity.lake import read_table, write_batch
 from website_activity.train import run_train
-from website_activity.validate import check_gate, run_validate
+from website_activity.gate import check_gate
+from website_activity.validate import run_validate
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,8 @@
 """The declared schema keeps the original project's 12 fields and drives Spark's parse schema."""
 
 from website_activity.config import load_config
-from website_activity.schema import EVENT_FIELDS, field_names, required_fields, spark_schema
+from website_activity.schema import EVENT_FIELDS, field_names, required_fields
+from website_activity.spark import spark_schema
 
 
 def test_declared_fields_are_the_original_twelve() -> None:
