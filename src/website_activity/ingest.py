@@ -772,7 +772,7 @@ def _run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool,
                 log.warning("the batch replayed after a crash was committed; Spark 4.1's Kafka source then "
                             "fails reporting its progress (a Spark bug, handled): restarting the query")
                 continue
-            raise PipelineError(f"streaming ingest failed: {first_line(exc)}") from exc
+            raise PipelineError(stream_failure(exc, settings, len(state["batches"]))) from exc
     seconds = time.monotonic() - start
     batches: list[BatchStats] = state["batches"]
     summary = finish_run(spark, settings, batches, seconds)
@@ -798,6 +798,23 @@ def _stream_until(query: Any, stop: threading.Event, deadline: float | None) -> 
 
 def _is_replay_metrics_bug(exc: BaseException) -> bool:
     return 'because the return value of "scala.Option.get()" is null' in str(exc)
+
+
+# Kafka's client errors when no broker answers within its timeouts (the broker was stopped or lost).
+_BROKER_GONE = ("Timed out waiting for a node assignment", "Timed out waiting to send the call",
+                "Timed out waiting for a leader", "TimeoutException: Call(callName=listOffsets")
+
+
+def stream_failure(exc: BaseException, settings: Settings, batches_done: int) -> str:
+    """The one line for a failed query: what happened in the user's terms when the broker stopped
+    answering (Kafka's own words kept in brackets), Spark's first line otherwise."""
+    first = first_line(exc)
+    if "TimeoutException" in str(exc) and any(sign in str(exc) for sign in _BROKER_GONE):
+        kafka = next((sign for sign in _BROKER_GONE if sign in str(exc)), "")
+        return (f"the Kafka broker at {settings.bootstrap_servers} stopped answering while the stream ran "
+                f"(Kafka: {kafka}); the {batches_done} batch{'es' if batches_done != 1 else ''} committed "
+                "before are in the lake: start the broker and run the ingest again, it goes on from its checkpoint")
+    return f"streaming ingest failed: {first}"
 
 
 # -- end of run: gold, reconciliation, summary ------------------------------------------------

@@ -219,3 +219,21 @@ def test_reconcile_names_what_does_not_add_up(change, problem) -> None:
     if "bronze_table" in change:
         summary["tables"]["bronze"]["rows"] = change["bronze_table"]
     assert reconcile(summary) == ([] if problem is None else [problem])
+
+
+def test_a_lost_broker_is_named_in_the_stream_failure_line(tmp_path) -> None:
+    from tests.conftest import make_settings
+    from website_activity.ingest import stream_failure
+
+    s = make_settings(tmp_path, kafka__port=19093)
+    # what Spark 4.1 raised in a live run whose broker was SIGKILLed (the query's first line)
+    lost = RuntimeError("[STREAM_FAILED] Query [id = 00e5, runId = 149c] terminated with exception: "
+                        "org.apache.kafka.common.errors.TimeoutException: Timed out waiting for a node "
+                        "assignment. Call: listNodes SQLSTATE: XXKST")
+    line = stream_failure(lost, s, 5)
+    assert line.startswith("the Kafka broker at 127.0.0.1:19093 stopped answering while the stream ran "
+                           "(Kafka: Timed out waiting for a node assignment); the 5 batches committed before")
+    assert "\n" not in line
+    other = RuntimeError("[STREAM_FAILED] Query terminated with exception: something else\n\tat org.apache...")
+    assert stream_failure(other, s, 1) == ("streaming ingest failed: [STREAM_FAILED] Query terminated with "
+                                           "exception: something else")
