@@ -808,13 +808,14 @@ _BROKER_GONE = ("Timed out waiting for a node assignment", "Timed out waiting to
 def stream_failure(exc: BaseException, settings: Settings, batches_done: int) -> str:
     """The one line for a failed query: what happened in the user's terms when the broker stopped
     answering (Kafka's own words kept in brackets), Spark's first line otherwise."""
-    first = first_line(exc)
-    if "TimeoutException" in str(exc) and any(sign in str(exc) for sign in _BROKER_GONE):
-        kafka = next((sign for sign in _BROKER_GONE if sign in str(exc)), "")
-        return (f"the Kafka broker at {settings.bootstrap_servers} stopped answering while the stream ran "
-                f"(Kafka: {kafka}); the {batches_done} batch{'es' if batches_done != 1 else ''} committed "
-                "before are in the lake: start the broker and run the ingest again, it goes on from its checkpoint")
-    return f"streaming ingest failed: {first}"
+    text = str(exc)
+    kafka = next((sign for sign in _BROKER_GONE if sign in text), None) if "TimeoutException" in text else None
+    if kafka is None:
+        return f"streaming ingest failed: {first_line(exc)}"
+    kept = "the batch committed before is" if batches_done == 1 else f"the {batches_done} batches committed before are"
+    return (f"the Kafka broker at {settings.bootstrap_servers} stopped answering while the stream ran "
+            f"(Kafka: {kafka}); {kept} in the lake: start the broker and run the ingest again, it goes on "
+            "from its checkpoint")
 
 
 # -- end of run: gold, reconciliation, summary ------------------------------------------------
