@@ -2,20 +2,25 @@
 
 One Structured Streaming query reads the topics (``startingOffsets=earliest`` for a new
 checkpoint, ``failOnDataLoss=true``) and hands each micro-batch to :func:`process_batch`
-(``foreachBatch``), which makes one Delta commit per table, in this order:
+(``foreachBatch``), which makes one Delta commit per table:
 
 1. ``bronze``: every Kafka record as received (key, value, topic, partition, offset, Kafka
    timestamp, ingest time), partitioned by ``ingest_date``, written from the Kafka rows.
 2. The records are parsed once (:func:`parse_records`, cached for the batch) and one job counts
    them (by reason, topic, event date, lateness).
+
+Then three commits side by side (threads; each reads cached rows and silver as it was before
+the batch, none reads another's commit):
+
 3. ``quarantine``: records that fail parsing or a declared rule, with the raw value, a reason
    code (:data:`REASONS`), a human message, topic, partition, offset and ingest time.
 4. ``silver``: the valid events, typed, partitioned by ``event_date``, deduplicated on
    ``event_id`` within the batch (the record with the lowest topic, partition, offset wins) and
-   against silver's ids of the event dates the batch touches (an anti-join: a duplicate is the
-   same event re-sent, so it has the same date), then appended.
-5. ``gold``: the per-minute windows the batch's on-time events touch, recomputed from silver and
-   replaced (:func:`update_gold`): the cost follows the batch, not the lake.
+   against silver's rows in the event-time windows the batch touches (an anti-join: a duplicate
+   is the same event re-sent, so it has the same event time; :func:`rows_in_windows`), then
+   appended.
+5. ``gold``: those per-minute windows, recomputed from the same silver rows plus the batch's new
+   ones, and replaced: the cost follows the batch, not the lake.
 6. A ledger entry ``<paths.runs>/ingest_batches/<N>.json`` with the batch's counts.
 
 **Exactly once.** Spark records a batch's offsets before running it and commits it to the
@@ -25,8 +30,10 @@ transaction id (``txnAppId`` = an id created with the checkpoint, ``txnVersion``
 atomically with its files: Delta skips a replayed write that it already committed, and a write
 that did not commit left no visible rows. A replay therefore commits exactly what the first
 attempt had not, and computes it from the same inputs: bronze's commit keeps the batch's ingest
-time (the ``future_time`` rule uses it), silver's dedup reads silver before batch N (its commit
-is all or nothing), the watermark comes from the ledger entry of batch N-1. Hence
+time (the ``future_time`` rule uses it), silver's dedup and gold read silver before batch N (its
+commit is all or nothing; if it is in and gold's is not, the dedup finds nothing new, silver's
+write is skipped and gold is recomputed from the same rows), the watermark comes from the ledger
+entry of batch N-1. Hence
 ``records_read = silver + quarantined + duplicates_removed`` over the ledger, with no
 ``event_id`` twice in silver. A new checkpoint gets a new app id (:func:`checkpoint_app_id`):
 Delta would skip, silently, batch ids it saw under the old one.
@@ -100,6 +107,32 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
         does not need it) and ``quarantine_reason`` (null for a valid event, else a code of
         :data:`REASONS`; :func:`split_valid` adds the message).
     """
+    df = raw
+    key = ("parse", _rules_key(settings), tuple(raw.columns))
+    for columns in _cached(raw, key, lambda: _parse_stages(settings, raw.columns, jvm_time_zones(raw))):
+        df = df.select(*columns)
+    return df
+
+
+def _rules_key(settings: Settings) -> str:
+    """The settings the parse and the quarantine messages are built from, as one string."""
+    return json.dumps([settings.schema_fields, settings["schema"]["enums"], settings["validation"],
+                       settings["ingest"]["max_record_bytes"]], sort_keys=True, default=str)
+
+
+def _cached(df: "DataFrame", key: Any, build: Callable[[], Any]) -> Any:
+    """``build()``, kept per SparkContext under ``key``: the parse's few hundred column
+    expressions are built once, not for every micro-batch (each is a call into the JVM: 0.7 s
+    of a 10k-record batch's driver time went into building them again)."""
+    sc = df.sparkSession.sparkContext
+    cache = sc.__dict__.setdefault("_website_activity_columns", {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
+def _parse_stages(settings: Settings, columns: list[str], zones: tuple[str, ...]) -> list[list["Column | str"]]:
+    """The selects of :func:`parse_records`, in order, for input ``columns``."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
@@ -110,28 +143,28 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
     value = F.col("value").cast("string")
     size = F.octet_length(F.col("value"))
     small = F.when(size <= limit, value)  # a value too large is not parsed at all
-    ingest_time = F.col("ingest_time") if "ingest_time" in raw.columns else F.current_timestamp()
-    key = F.col("key").cast("string") if "key" in raw.columns else F.lit(None).cast("string")
+    ingest_time = F.col("ingest_time") if "ingest_time" in columns else F.current_timestamp()
+    key = F.col("key").cast("string") if "key" in columns else F.lit(None).cast("string")
     # the Kafka append time (the producer's CreateTime): ingest measures latency from it
-    kafka_time = F.col("kafka_timestamp") if "kafka_timestamp" in raw.columns else F.lit(None).cast("timestamp")
+    kafka_time = F.col("kafka_timestamp") if "kafka_timestamp" in columns else F.lit(None).cast("timestamp")
     # One parse per record. Timestamps are read as text (then cast): Spark's JSON reader would
     # take a number as seconds since 1970, which the rules refuse. A field that does not parse as
     # its type leaves the record in the corrupt-record column (the other fields still parse).
     schema = StructType([StructField(f.name, StringType() if types[f.name] == "timestamp" else f.dataType, True)
                          for f in spark_schema(fields).fields] + [StructField(CORRUPT, StringType(), True)])
     parsed = F.from_json(small, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
-    df = raw.select(value.alias("value"), size.alias("size"), *[F.col(c) for c in KAFKA_COLUMNS],
-                    parsed.alias("e"), ingest_time.alias("ingest_time"), key.alias("key"),
-                    kafka_time.alias("kafka_timestamp"))
+    stages: list[list["Column | str"]] = [[
+        value.alias("value"), size.alias("size"), *[F.col(c) for c in KAFKA_COLUMNS], parsed.alias("e"),
+        ingest_time.alias("ingest_time"), key.alias("key"), kafka_time.alias("kafka_timestamp")]]
     # Only a record with a field of the wrong type is read again, as strings: that tells "absent"
     # apart from "present but not an integer" (about 0.1 % of records; the rest are parsed once).
-    df = df.select("value", "size", *KAFKA_COLUMNS, "ingest_time", "key", "kafka_timestamp",
+    stages.append(["value", "size", *KAFKA_COLUMNS, "ingest_time", "key", "kafka_timestamp",
                    F.col("e").isNull().alias("_null"),
                    F.col(f"e.{CORRUPT}").isNotNull().alias("_corrupt"),
-                   *[F.col(f"e.{n}").alias(f"_s_{n}" if types[n] == "timestamp" else n) for n in names])
-    df = df.select("*", F.when(F.col("_corrupt"), F.from_json(small, "map<string,string>",
-                                                              {"mode": "PERMISSIVE"})).alias("_m"))
-    df = df.select("*", *[(F.col(f"_s_{n}").try_cast("timestamp")).alias(n) for n in names if types[n] == "timestamp"])
+                   *[F.col(f"e.{n}").alias(f"_s_{n}" if types[n] == "timestamp" else n) for n in names]])
+    stages.append(["*", F.when(F.col("_corrupt"), F.from_json(small, "map<string,string>",
+                                                              {"mode": "PERMISSIVE"})).alias("_m")])
+    stages.append(["*", *[(F.col(f"_s_{n}").try_cast("timestamp")).alias(n) for n in names if types[n] == "timestamp"]])
     e = F.col
 
     def present(n: str) -> "Column":
@@ -167,11 +200,12 @@ def parse_records(raw: "DataFrame", settings: Settings) -> "DataFrame":
     if "timezone" in names:
         # Local hours (features, reports) convert with this zone: one unknown to the JVM would fail
         # every later Spark job on the lake, so it is quarantined here.
-        rules.append((~e("timezone").isin(*jvm_time_zones(raw)), "bad_timezone"))
+        rules.append((~e("timezone").isin(*zones), "bad_timezone"))
     reason = F.coalesce(*[F.when(cond, F.lit(code)) for cond, code in rules])
-    return df.withColumn("quarantine_reason", reason).select(
-        *names, *KAFKA_COLUMNS, "ingest_time", "key", "kafka_timestamp",
-        F.when(F.col("quarantine_reason").isNotNull(), F.col("value")).alias("value"), "quarantine_reason")
+    stages.append(["*", reason.alias("quarantine_reason")])
+    stages.append([*names, *KAFKA_COLUMNS, "ingest_time", "key", "kafka_timestamp",
+                   F.when(F.col("quarantine_reason").isNotNull(), F.col("value")).alias("value"), "quarantine_reason"])
+    return stages
 
 
 _ZONES: tuple[str, ...] = ()
@@ -263,7 +297,8 @@ def split_valid(parsed: "DataFrame", settings: Settings,
     silver = good.select(*names, *KAFKA_COLUMNS, "ingest_time",
                          F.to_date("timestamp").alias("event_date"), late.alias("is_late"))
     quarantine = parsed.where(F.col("quarantine_reason").isNotNull()).select(
-        "value", "key", F.col("quarantine_reason").alias("reason"), quarantine_message(settings).alias("message"),
+        "value", "key", F.col("quarantine_reason").alias("reason"),
+        _cached(parsed, ("message", _rules_key(settings)), lambda: quarantine_message(settings)).alias("message"),
         *KAFKA_COLUMNS, "ingest_time", F.to_date("ingest_time").alias("ingest_date"))
     return silver, quarantine
 
@@ -427,16 +462,15 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
         The batch's counts; a replay of a batch whose ledger entry exists writes nothing and
         returns that entry.
     """
-    from pyspark.sql import functions as F
-
-    from website_activity.lake import commit_metadata, read_delta, table_version, write_batch
+    from website_activity.lake import commit_metadata, warm_state, write_batch
 
     done = ledger_entry(settings, batch_id)
     if done is not None:
         return BatchStats(**done, replayed=True)
     failpoint("batch.start")  # crash tests: the batch's offsets are in the checkpoint, nothing written
     start = time.monotonic()
-    bronze, silver = settings.path("bronze"), settings.path("silver")
+    spark = kafka.sparkSession
+    bronze = settings.path("bronze")
     # A replay keeps the ingest time of the first attempt (in bronze's commit): the future_time
     # rule compares with it, so a record lands on the same side of the rules in both attempts.
     first = commit_metadata(bronze, app_id, batch_id)
@@ -446,6 +480,7 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
     raw = bronze_frame(kafka, ingest_time).persist()
     read = write_batch(raw, bronze, batch_id, "ingest_date", app_id=app_id, optimize_write=False,
                        metadata={"ingest_time": ingest_time.isoformat()})
+    warm_state(spark, bronze)
     watermark, latest = _watermark(settings, previous)
     stats = BatchStats(batch_id, read, 0, 0, 0, {}, latest, watermark, ingest_time.isoformat(), 0.0)
     lap = _Lap(stats.phases, start)
@@ -453,51 +488,113 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
     if read:
         parsed = parse_records(raw, settings).withColumn("is_late", _late(watermark)).persist()
         try:
-            iso = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"  # UTC (the session's time zone), as text
-            # the one job that parses (and fills the cache): every count the batch needs
-            bucket = F.when(F.col("quarantine_reason").isNull(),
-                            F.floor(F.unix_millis("kafka_timestamp") / LATENCY_BUCKET_MS)).alias("kt")
-            counts = (parsed.groupBy("quarantine_reason", "topic", "is_late", F.to_date("timestamp").alias("d"), bucket)
-                      .agg(F.count(F.lit(1)).alias("n"), F.date_format(F.max("timestamp"), iso).alias("t"),
-                           F.date_format(F.min("timestamp"), iso).alias("t0"))
-                      .collect())
-            lap("parse_and_count")
-            valid = [r for r in counts if r.quarantine_reason is None]
-            for r in counts:
-                if r.quarantine_reason:
-                    stats.quarantine_by_reason[r.quarantine_reason] = \
-                        stats.quarantine_by_reason.get(r.quarantine_reason, 0) + r.n
-            for r in valid:
-                if r.t is not None and r.t > latest.get(r.topic, ""):
-                    latest[r.topic] = r.t
-            stats.max_event_time = dict(sorted(latest.items()))
-            silver_rows, quarantine = split_valid(parsed, settings, watermark)
-            stats.quarantined = write_batch(quarantine, settings.path("quarantine"), batch_id, "ingest_date",
-                                            app_id=app_id) if stats.quarantine_by_reason else 0
-            lap("quarantine")
-            dates = sorted({str(r.d) for r in valid})
-            existing = None
-            if dates and table_version(silver) is not None:
-                # only the dates the batch touches: a duplicate is the same event, so the same date
-                existing = (read_delta(kafka.sparkSession, silver).where(F.col("event_date").isin(*dates))
-                            .select("event_date", "event_id"))
-            per_date = settings["ingest"]["silver_files_per_date"]
-            stats.silver = write_batch(deduplicate(silver_rows, existing, per_date), silver, batch_id,
-                                       "event_date", app_id=app_id, optimize_write=False) if valid else 0
-            stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
-            stats.latency_hist = latency_histogram(valid, time.time())
-            lap("silver")
-            on_time = [r for r in valid if not r.is_late and r.t0 is not None]
-            if on_time:
-                update_gold(kafka.sparkSession, settings, batch_id, app_id,
-                            min(r.t0 for r in on_time), max(r.t for r in on_time))
-            lap("gold")
+            _write_parsed(spark, parsed, settings, batch_id, app_id, stats, lap)
         finally:
             parsed.unpersist()
     raw.unpersist()
+    failpoint("batch.committed")  # crash tests: every table committed, the ledger entry not written
     stats.seconds = round(time.monotonic() - start, 3)
     write_json(ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
     return stats
+
+
+def _write_parsed(spark: "SparkSession", parsed: "DataFrame", settings: Settings, batch_id: int, app_id: str,
+                  stats: BatchStats, lap: "_Lap") -> None:
+    """Count the parsed batch (one job, which fills its cache), then commit quarantine, silver
+    and gold, side by side (threads): each reads only cached rows and silver as it was before
+    the batch, none reads another's commit.
+
+    Silver is read once, for the gold windows the batch's valid events fall in
+    (:func:`rows_in_windows`): that serves both the dedup (a duplicate is the same event, so the
+    same event time) and gold (a touched window is recomputed from all its rows: silver's before
+    the batch plus the batch's new ones).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyspark.sql import functions as F
+
+    from website_activity.lake import warm_state, write_batch
+
+    iso = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"  # UTC (the session's time zone), as text
+    # the one job that parses (and fills the cache): every count the batch needs
+    bucket = F.when(F.col("quarantine_reason").isNull(),
+                    F.floor(F.unix_millis("kafka_timestamp") / LATENCY_BUCKET_MS)).alias("kt")
+    counts = (parsed.groupBy("quarantine_reason", "topic", "is_late", F.to_date("timestamp").alias("d"), bucket)
+              .agg(F.count(F.lit(1)).alias("n"), F.date_format(F.max("timestamp"), iso).alias("t"),
+                   F.date_format(F.min("timestamp"), iso).alias("t0"))
+              .collect())
+    lap("parse_and_count")
+    valid = [r for r in counts if r.quarantine_reason is None]
+    for r in counts:
+        if r.quarantine_reason:
+            stats.quarantine_by_reason[r.quarantine_reason] = \
+                stats.quarantine_by_reason.get(r.quarantine_reason, 0) + r.n
+    latest = stats.max_event_time
+    for r in valid:
+        if r.t is not None and r.t > latest.get(r.topic, ""):
+            latest[r.topic] = r.t
+    stats.max_event_time = dict(sorted(latest.items()))
+    silver_rows, quarantine = split_valid(parsed, settings, stats.watermark)
+    silver, gold = settings.path("silver"), settings.path("gold")
+    timed = [r for r in valid if r.t0 is not None]
+    window = (gold_range(min(r.t0 for r in timed), max(r.t for r in timed), settings["ingest"]["gold_window_s"])
+              if timed else None)
+    before = rows_in_windows(spark, silver, window) if window else None
+    if before is not None:
+        before = before.persist()
+    fresh = deduplicate(silver_rows, before, settings["ingest"]["silver_files_per_date"]).persist()
+
+    def commit(table: Path, rows: "DataFrame", **kwargs: Any) -> int:
+        n = write_batch(rows, table, batch_id, app_id=app_id, **kwargs)
+        warm_state(spark, table)
+        return n
+
+    try:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-commit") as pool:
+            quarantined = (pool.submit(commit, settings.path("quarantine"), quarantine, partition_by="ingest_date")
+                           if stats.quarantine_by_reason else None)
+            gold_done = None
+            if window and any(not r.is_late for r in timed):
+                lo, hi = window
+                rows = fresh if before is None else before.unionByName(fresh)
+                gold_done = pool.submit(
+                    commit, gold, gold_frame(rows, settings["ingest"]["gold_window_s"]).repartition("event_date"),
+                    partition_by="event_date", optimize_write=False,  # one file per date already
+                    replace_where=f"window_start >= TIMESTAMP'{lo}' AND window_start < TIMESTAMP'{hi}'")
+            stats.silver = commit(silver, fresh, partition_by="event_date", optimize_write=False) if valid else 0
+            stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
+            stats.latency_hist = latency_histogram(valid, time.time())
+            lap("silver")
+            if gold_done is not None:
+                gold_done.result()
+            lap("gold")
+            stats.quarantined = quarantined.result() if quarantined is not None else 0
+            lap("quarantine")
+    finally:
+        fresh.unpersist()
+        if before is not None:
+            before.unpersist()
+
+
+def rows_in_windows(spark: "SparkSession", silver: Path, window: tuple[str, str]) -> "DataFrame | None":
+    """Silver's rows with an event time in ``window`` (``[start, end)``, UTC text), None when
+    there is no silver yet.
+
+    The batch's gold windows cover its events' times, so these rows hold every earlier copy of
+    an event of the batch (a duplicate is the same event sent again: the same event time) and
+    every other row of the windows gold recomputes. Delta prunes the other dates and skips the
+    files whose statistics lie outside: the cost follows the batch's time span, not the lake.
+    """
+    from pyspark.sql import functions as F
+
+    from website_activity.lake import read_delta, table_version
+
+    if table_version(silver) is None:
+        return None
+    lo, hi = window
+    return (read_delta(spark, silver)
+            .where(F.col("event_date").between(_ts(lo).cast("date"), _ts(hi).cast("date"))
+                   & (F.col("timestamp") >= _ts(lo)) & (F.col("timestamp") < _ts(hi))))
 
 
 LATENCY_BUCKET_MS = 100
@@ -572,28 +669,6 @@ def gold_range(first: str, last: str, window_s: int) -> tuple[str, str]:
     lo = int((datetime.fromisoformat(first) - epoch).total_seconds() // window_s * window_s)
     hi = int((datetime.fromisoformat(last) - epoch).total_seconds() // window_s * window_s) + window_s
     return ((epoch + timedelta(seconds=lo)).isoformat(sep=" "), (epoch + timedelta(seconds=hi)).isoformat(sep=" "))
-
-
-def update_gold(spark: "SparkSession", settings: Settings, batch_id: int, app_id: str,
-                first: str, last: str) -> int:
-    """Recompute the gold windows a batch touched (its on-time events from ``first`` to ``last``)
-    from silver, and replace just those windows in gold: the cost follows the batch, not the lake.
-
-    Distinct users and sessions do not add up across batches, so a touched window is recomputed
-    from every silver row in it (late rows excluded, as in :func:`gold_frame`).
-    """
-    from pyspark.sql import functions as F
-
-    from website_activity.lake import read_delta, write_batch
-
-    window_s = settings["ingest"]["gold_window_s"]
-    lo, hi = gold_range(first, last, window_s)
-    rows = (read_delta(spark, settings.path("silver"))
-            .where(F.col("event_date").between(_ts(lo).cast("date"), _ts(hi).cast("date"))
-                   & (F.col("timestamp") >= _ts(lo)) & (F.col("timestamp") < _ts(hi))))
-    return write_batch(gold_frame(rows, window_s).repartition("event_date"), settings.path("gold"), batch_id,
-                       "event_date", app_id=app_id, optimize_write=False,  # one file per date already
-                       replace_where=f"window_start >= TIMESTAMP'{lo}' AND window_start < TIMESTAMP'{hi}'")
 
 
 # -- the query -------------------------------------------------------------------------------
@@ -836,8 +911,9 @@ def finish_run(spark: "SparkSession", settings: Settings, batches: list[BatchSta
     Raises:
         PipelineError: The equation or the tables' row counts do not match the ledger.
     """
-    from website_activity.lake import table_stats
+    from website_activity.lake import settle, table_stats
 
+    settle()
     late = count_late(spark, settings)
     entries = ledger_entries(settings)
     totals = ledger_totals(entries)

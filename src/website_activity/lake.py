@@ -15,7 +15,9 @@ also reads the files that OPTIMIZE replaced and that crashed writes left, so it 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,8 @@ from website_activity.failpoints import failpoint
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
 
 LOG = "_delta_log"
 TABLES = ("bronze", "silver", "quarantine", "gold")
@@ -138,6 +142,44 @@ def write_batch(df: "DataFrame", table: Path, batch_id: int, partition_by: str |
     writer.save(str(table))
     failpoint(f"{table.name}.committed")  # crash tests: the commit is in the log, the batch not done
     return committed_rows(table, app_id, batch_id) or 0
+
+
+# -- the table state of the next write, computed ahead --------------------------------------------
+_warming: list[threading.Thread] = []
+
+
+def warm_state(spark: "SparkSession", table: Path) -> None:
+    """Compute, in a background thread, the Delta state that the next idempotent write of
+    ``table`` needs, so that write does not wait for it.
+
+    A write with ``txnAppId`` asks the table's snapshot for its transactions, and a snapshot made
+    by a commit has not computed them yet: each such write started with two Spark jobs over the
+    log (``Compute snapshot for version``, about 0.5 s per table on 2 cores). Called right after
+    a commit, the jobs run while the batch goes on (the next table, the wait for the next
+    trigger); the next write finds them done (Delta computes a snapshot's state once; a write
+    that comes first waits for it instead of computing it twice). Only a cache: a failure is
+    logged, never raised, and the write computes the state itself.
+    """
+    jvm = spark.sparkContext._jvm
+    jspark = spark._jsparkSession
+
+    def run() -> None:
+        try:
+            delta_log = getattr(getattr(jvm.org.apache.spark.sql.delta, "DeltaLog$"), "MODULE$")
+            delta_log.forTable(jspark, str(table)).unsafeVolatileSnapshot().setTransactions()
+        except Exception as exc:  # noqa: BLE001 - a cache: the next write computes it itself
+            log.debug("could not compute the state of %s ahead: %s", table, first_line(exc))
+
+    _warming[:] = [t for t in _warming if t.is_alive()]
+    thread = threading.Thread(target=run, name=f"delta-state-{table.name}", daemon=True)
+    _warming.append(thread)
+    thread.start()
+
+
+def settle() -> None:
+    """Wait for the state computations :func:`warm_state` started (before the session stops)."""
+    while _warming:
+        _warming.pop().join()
 
 
 # -- readers -------------------------------------------------------------------------------------

@@ -41,7 +41,12 @@ DELTA_CONF = {
     # commit and on each read; Delta shuffles the log into 50 partitions by default, about 1 s of
     # fixed cost per table per batch on 2 cores for a log of a few kilobytes. One partition per
     # core: 10k-record batches went from 10-13 s to 7-9 s (profile in docs/performance.md).
-    "spark.databricks.delta.snapshotPartitions": "2",
+    # One: the log of a micro-batch table is a few small files, and a second task only adds a
+    # shuffle.
+    "spark.databricks.delta.snapshotPartitions": "1",
+    # Gold's replaceWhere writes windows computed from exactly the rows of the predicate's range:
+    # Delta's check that every written row matches it was one more Spark job per batch.
+    "spark.databricks.delta.replaceWhere.constraintCheck.enabled": "false",
 }
 
 
@@ -225,6 +230,9 @@ def stop_spark(spark: "SparkSession", timeout_s: float = 60.0) -> None:
     """
     from pyspark import SparkContext
 
+    from website_activity.lake import settle
+
+    settle()  # Delta state computed ahead for the next write: let it finish, not fail mid-stop
     spark.stop()
     gateway = SparkContext._gateway
     proc = getattr(gateway, "proc", None)

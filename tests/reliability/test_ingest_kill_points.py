@@ -6,10 +6,11 @@ points cover the checkpoint and the Delta commits of a batch:
 
 * ``batch.start``: Spark has logged the batch's offsets in the checkpoint, nothing is written;
 * ``bronze.committed``: bronze's commit of the batch is in, the other tables' not;
-* ``silver.before_commit``: quarantine committed, silver's write not started;
+* ``silver.before_commit``: silver's write not started, quarantine's and gold's (threads beside
+  it) not started, running or committed;
 * ``silver.before_commit+0.4``: 0.4 s later, from a timer: in the middle of silver's write (its
-  dedup against silver and its files), before or while it commits;
-* ``gold.committed``: every table committed, the ledger entry not written;
+  dedup against silver and its files), before or while it commits, gold and quarantine anywhere;
+* ``batch.committed``: every table committed, the ledger entry not written;
 * ``batch.before_commit``: the batch is complete (ledger entry written) and Spark's commit to the
   checkpoint is not yet written: the restart replays it.
 
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261130
 EVENTS = 1800
-POINTS = ["batch.start", "bronze.committed", "silver.before_commit", "silver.before_commit+0.4", "gold.committed",
+POINTS = ["batch.start", "bronze.committed", "silver.before_commit", "silver.before_commit+0.4", "batch.committed",
           "batch.before_commit"]
 MALFORMED = ("not_json", "truncated_json", "missing_field", "wrong_type", "unknown_enum", "out_of_viewport",
              "oversize")
