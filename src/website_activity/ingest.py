@@ -9,18 +9,18 @@ checkpoint, ``failOnDataLoss=true``) and hands each micro-batch to :func:`proces
 2. The records are parsed once (:func:`parse_records`, cached for the batch) and one job counts
    them (by reason, topic, event date, lateness).
 
-Then three commits side by side (threads; each reads cached rows and silver as it was before
-the batch, none reads another's commit):
+Then three commits, each from cached rows and silver as it was before the batch (none reads
+another's commit):
 
-3. ``quarantine``: records that fail parsing or a declared rule, with the raw value, a reason
-   code (:data:`REASONS`), a human message, topic, partition, offset and ingest time.
-4. ``silver``: the valid events, typed, partitioned by ``event_date``, deduplicated on
+3. ``silver``: the valid events, typed, partitioned by ``event_date``, deduplicated on
    ``event_id`` within the batch (the record with the lowest topic, partition, offset wins) and
    against silver's rows in the event-time windows the batch touches (an anti-join: a duplicate
    is the same event re-sent, so it has the same event time; :func:`rows_in_windows`), then
    appended.
-5. ``gold``: those per-minute windows, recomputed from the same silver rows plus the batch's new
+4. ``gold``: those per-minute windows, recomputed from the same silver rows plus the batch's new
    ones, and replaced: the cost follows the batch, not the lake.
+5. ``quarantine``: records that fail parsing or a declared rule, with the raw value, a reason
+   code (:data:`REASONS`), a human message, topic, partition, offset and ingest time.
 6. A ledger entry ``<paths.runs>/ingest_batches/<N>.json`` with the batch's counts.
 
 **Exactly once.** Spark records a batch's offsets before running it and commits it to the
@@ -500,17 +500,15 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
 
 def _write_parsed(spark: "SparkSession", parsed: "DataFrame", settings: Settings, batch_id: int, app_id: str,
                   stats: BatchStats, lap: "_Lap") -> None:
-    """Count the parsed batch (one job, which fills its cache), then commit quarantine, silver
-    and gold, side by side (threads): each reads only cached rows and silver as it was before
-    the batch, none reads another's commit.
+    """Count the parsed batch (one job, which fills its cache), then commit silver, gold and
+    quarantine. Each reads only cached rows and silver as it was before the batch, none reads
+    another's commit: a replay recomputes whatever is missing from the same rows.
 
     Silver is read once, for the gold windows the batch's valid events fall in
     (:func:`rows_in_windows`): that serves both the dedup (a duplicate is the same event, so the
     same event time) and gold (a touched window is recomputed from all its rows: silver's before
     the batch plus the batch's new ones).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from pyspark.sql import functions as F
 
     from website_activity.lake import warm_state, write_batch
@@ -550,26 +548,21 @@ def _write_parsed(spark: "SparkSession", parsed: "DataFrame", settings: Settings
         return n
 
     try:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-commit") as pool:
-            quarantined = (pool.submit(commit, settings.path("quarantine"), quarantine, partition_by="ingest_date")
-                           if stats.quarantine_by_reason else None)
-            gold_done = None
-            if window and any(not r.is_late for r in timed):
-                lo, hi = window
-                rows = fresh if before is None else before.unionByName(fresh)
-                gold_done = pool.submit(
-                    commit, gold, gold_frame(rows, settings["ingest"]["gold_window_s"]).repartition("event_date"),
-                    partition_by="event_date", optimize_write=False,  # one file per date already
-                    replace_where=f"window_start >= TIMESTAMP'{lo}' AND window_start < TIMESTAMP'{hi}'")
-            stats.silver = commit(silver, fresh, partition_by="event_date", optimize_write=False) if valid else 0
-            stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
-            stats.latency_hist = latency_histogram(valid, time.time())
-            lap("silver")
-            if gold_done is not None:
-                gold_done.result()
-            lap("gold")
-            stats.quarantined = quarantined.result() if quarantined is not None else 0
-            lap("quarantine")
+        # silver first: its commit is what makes the batch's events visible (the latency)
+        stats.silver = commit(silver, fresh, partition_by="event_date", optimize_write=False) if valid else 0
+        stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
+        stats.latency_hist = latency_histogram(valid, time.time())
+        lap("silver")
+        if window and any(not r.is_late for r in timed):
+            lo, hi = window
+            rows = fresh if before is None else before.unionByName(fresh)
+            commit(gold, gold_frame(rows, settings["ingest"]["gold_window_s"]).repartition("event_date"),
+                   partition_by="event_date", optimize_write=False,  # one file per date already
+                   replace_where=f"window_start >= TIMESTAMP'{lo}' AND window_start < TIMESTAMP'{hi}'")
+        lap("gold")
+        if stats.quarantine_by_reason:
+            stats.quarantined = commit(settings.path("quarantine"), quarantine, partition_by="ingest_date")
+        lap("quarantine")
     finally:
         fresh.unpersist()
         if before is not None:

@@ -6,10 +6,9 @@ points cover the checkpoint and the Delta commits of a batch:
 
 * ``batch.start``: Spark has logged the batch's offsets in the checkpoint, nothing is written;
 * ``bronze.committed``: bronze's commit of the batch is in, the other tables' not;
-* ``silver.before_commit``: silver's write not started, quarantine's and gold's (threads beside
-  it) not started, running or committed;
+* ``silver.before_commit``: bronze committed, silver's write (then gold's, quarantine's) not started;
 * ``silver.before_commit+0.4``: 0.4 s later, from a timer: in the middle of silver's write (its
-  dedup against silver and its files), before or while it commits, gold and quarantine anywhere;
+  dedup against silver and its files) or of gold's after it;
 * ``batch.committed``: every table committed, the ledger entry not written;
 * ``batch.before_commit``: the batch is complete (ledger entry written) and Spark's commit to the
   checkpoint is not yet written: the restart replays it.
