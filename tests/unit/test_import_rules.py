@@ -28,10 +28,13 @@ CORE_THIRD_PARTY = {"yaml"}
 
 
 def imports(module: str) -> tuple[set[str], set[str]]:
-    """(our modules, other top-level packages) that ``module`` imports anywhere in its source."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    """(our modules, other top-level packages) that ``module`` (a module, or a package and all its
+    files) imports anywhere in its source."""
+    path = PACKAGE / module
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+    nodes = [n for f in files for n in ast.walk(ast.parse(f.read_text(encoding="utf-8")))]
     ours, others = set(), set()
-    for node in ast.walk(tree):
+    for node in nodes:
         names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                  else [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
         for name in names:
@@ -45,7 +48,9 @@ def imports(module: str) -> tuple[set[str], set[str]]:
 
 
 def modules() -> list[str]:
-    return sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+    """Our top-level modules and packages (a package counts as one module: validate/ is one)."""
+    files = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    return sorted(files | {p.parent.name for p in PACKAGE.glob("*/__init__.py")})
 
 
 def test_every_module_is_in_the_tree_the_groups_describe() -> None:
