@@ -515,6 +515,15 @@ class _Pending:
         return self.parts[0]
 
 
+def _check_conf(conf: Mapping[str, Any], streams: int) -> None:
+    if conf["users"] < streams:
+        raise ConfigError(f"generator.users must be at least the number of topics ({streams})")
+    if conf["sessions_per_hour"] <= 0:
+        raise ConfigError("generator.sessions_per_hour must be > 0")
+    if float(conf.get("span_h", 0) or 0) < 0:
+        raise ConfigError("generator.span_h must be >= 0 (0: use generator.sessions_per_hour)")
+
+
 class EventGenerator:
     """The records of one producer (stream ``index`` of ``streams``), deterministic for its inputs.
 
@@ -538,12 +547,7 @@ class EventGenerator:
                  index: int, streams: int, viewports: Mapping[str, Sequence[int]],
                  max_record_bytes: int = 65536, start: datetime | str | None = None,
                  events: int | None = None, live_rate: float | None = None):
-        if conf["users"] < streams:
-            raise ConfigError(f"generator.users must be at least the number of topics ({streams})")
-        if conf["sessions_per_hour"] <= 0:
-            raise ConfigError("generator.sessions_per_hour must be > 0")
-        if float(conf.get("span_h", 0) or 0) < 0:
-            raise ConfigError("generator.span_h must be >= 0 (0: use generator.sessions_per_hour)")
+        _check_conf(conf, streams)
         self.conf = conf
         self.seed, self.index, self.streams = seed, index, streams
         self.enums = {k: list(v) for k, v in enums.items()}
@@ -554,15 +558,30 @@ class EventGenerator:
         start = start if start is not None else conf["start_time"]
         self.start = start if isinstance(start, datetime) else parse_start(start)
         self.start_ms = int(self.start.timestamp() * 1000)
+        self._init_users()
+        self._init_site()
+        self._init_templates()
+        self._init_clock(events, live_rate)
+        self._init_rngs()
+        self._init_sessions()
 
-        devices = list(self.enums["device_type"])
-        self.users = make_users(conf["users"], seed, devices, self.enums["browser"], self.start, streams)
-        self.mine = np.arange(index, conf["users"], streams)
-        w = self.users.weight[self.mine]
+    def _init_users(self) -> None:
+        """The run's users, and this stream's share of them with their activity law."""
+        conf = self.conf
+        self.users = make_users(conf["users"], self.seed, self.enums["device_type"], self.enums["browser"],
+                                self.start, self.streams)
+        self.mine = np.arange(self.index, conf["users"], self.streams)
+        self._user_weights = w = self.users.weight[self.mine]
         self._user_cum_arr = np.cumsum(w) / w.sum()
         self._offsets_arr = self.users.offset_ms[self.mine]
+        devices = self.enums["device_type"]
+        self._udev = self.users.device[self.mine]
+        self._vp = np.array([self.viewports[d] for d in devices], np.int64)
+        self._mobile = devices.index("mobile") if "mobile" in devices else -1
 
-        self.paths, self.kinds, self.products = site_map(conf)
+    def _init_site(self) -> None:
+        """The site map and the navigation tables the walk indexes."""
+        self.paths, self.kinds, self.products = site_map(self.conf)
         self._first_product = len(self.kinds[CATEGORY]) + self.kinds[CATEGORY][0]
         self._checkout, self._search = self.kinds[CHECKOUT][0], self.kinds[SEARCH][0]
         self._confirmation = self.kinds[CONFIRMATION][0]
@@ -570,7 +589,7 @@ class EventGenerator:
         self._entry_arr, self._entry_cum_arr = np.array(self._entry_kinds), np.array(self._entry_cum)
         self._entry_cum_arr[-1] = 1.0 + 1e-9
         self._n_categories = len(self.kinds[CATEGORY])
-        self._per_category = int(conf["products_per_category"])
+        self._per_category = int(self.conf["products_per_category"])
         self._first_category = self.kinds[CATEGORY][0]
         self._fixed_arr = np.array([self.kinds[k][0] if k in self.kinds and k != CATEGORY else -1
                                     for k in range(CONFIRMATION + 3)])
@@ -578,9 +597,12 @@ class EventGenerator:
          self._combo_actions) = _COMBOS
         self._next_kind, self._next_cum = _NEXT_ROWS_KIND, _NEXT_ROWS_CUM
         self._ev_pages: list[int] = []
-        site = conf["site"].rstrip("/").encode()
+
+    def _init_templates(self) -> None:
+        """Pre-encoded JSON pieces: per user (of this stream), per action, per session."""
+        devices = self.enums["device_type"]
+        site = self.conf["site"].rstrip("/").encode()
         self._url = [p.encode() for p in self.paths]
-        # Pre-encoded JSON pieces: per user (of this stream), per action, per session.
         self._upre: list[bytes] = []
         self._umid: list[bytes] = []
         for u in self.mine:
@@ -590,16 +612,16 @@ class EventGenerator:
                 self._umid.append(('+00:00","action_type":"%s","browser":"%s","timezone":"%s",'
                                    '"device_type":"%s","click_coordinates_x":'
                                    % (action, self.users.browser[u], self.users.tz[u], dev)).encode())
-        self._udev = self.users.device[self.mine]
-        self._vp = np.array([self.viewports[d] for d in devices], np.int64)
-        self._mobile = devices.index("mobile") if "mobile" in devices else -1
 
+    def _init_clock(self, events: int | None, live_rate: float | None) -> None:
+        """The session-start process: the daily profile, the candidates' mean gap, live mode."""
+        conf = self.conf
         profile = np.array([[h * d for h in HOURLY] for d in WEEKDAY]).ravel()
         self._profile_arr = profile / profile.mean()   # index: weekday * 24 + hour
         self._pmax = float(self._profile_arr.max())
         # A span: this stream's own events over it; else the configured rate of all streams.
         rate_per_ms = (sessions_per_hour(conf, events) if events is not None and conf.get("span_h")
-                       else conf["sessions_per_hour"] / streams) / _MS_PER_HOUR
+                       else conf["sessions_per_hour"] / self.streams) / _MS_PER_HOUR
         self._mean_gap_ms = 1.0 / (rate_per_ms * self._pmax)
         self._t = 0.0  # ms since start of the last candidate
         self.live = live_rate is not None
@@ -607,9 +629,13 @@ class EventGenerator:
             if live_rate <= 0:
                 raise ConfigError(f"the live rate must be > 0 events per second, got {live_rate}")
             self._live_sessions_per_ms = live_rate / LIVE_EVENTS_PER_SESSION / 1000.0
+            w = self._user_weights
             self._user_p = w / w.sum()
             self._t = -LIVE_WARMUP_S * 1000.0  # the sessions already on the site at the start
 
+    def _init_rngs(self) -> None:
+        """One random generator per quantity, from the seed and the stream."""
+        seed, index = self.seed, self.index
         # Live: the start instant joins the seed (users stay: a user comes back from run to run), so
         # that two live runs of one seed do not send the same session and event ids (silver would
         # drop the second run's events as duplicates). A replay's seeds are as they always were.
@@ -627,7 +653,8 @@ class EventGenerator:
         self.crng = np.random.default_rng([seed, index, 0xC0DE, *salt])
         self._coef = np.array([TRUE_COEFFICIENTS[f] for f in FEATURES])
 
-        # Sessions, as columns (index = session number in this stream).
+    def _init_sessions(self) -> None:
+        """Sessions, as columns (index = session number in this stream), and the counters."""
         self._sid: list[str] = []
         self._skeys: list[bytes] = []
         self._stail: list[bytes] = []
@@ -690,10 +717,34 @@ class EventGenerator:
         Vectorised over the batch: thinning of the session starts, the Markov walk (one step of
         every session still on the site at a time), the conversion draw and the gaps.
         """
+        starts, users, frontier = self._session_starts()
+        k = len(starts)
+        if k == 0:
+            return frontier
+        late = self.late_rng.random(k) < self.rates["late"] if self.rates["late"] > 0 else np.zeros(k, bool)
+        shifts = np.where(late, self.late_ms, 0)
+        sess, page, combo, kd = self._walk(k)
+        x = self._features(k, sess, combo, kd, users, starts - shifts)
+        p = 1.0 / (1.0 + np.exp(-(INTERCEPT + x @ self._coef)))
+        converted = self.crng.random(k) < p
+        emit, page, action, session, lengths = self._session_events(k, sess, page, combo, converted, starts)
+        ts = emit - shifts[session]
+        base = len(self._sid)
+        if self.live:  # the events before the start instant were the warm-up: not sent
+            now = emit >= self.start_ms
+            emit, ts, page, action, session = emit[now], ts[now], page[now], action[now], session[now]
+        self._pending.add((emit, ts, page, action, session + base, users[session], late[session]))
+        self._add_sessions(users, x, p, converted, lengths)
+        return frontier
+
+    def _session_starts(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """The starts (epoch ms) and users of the next batch's sessions, and the frontier.
+
+        Thinning: candidates at the peak rate; a candidate's user keeps it by the local profile.
+        Live: candidates as often as it takes for the asked session rate after thinning now.
+        """
         w = self.wrng
         m = self.CANDIDATES
-        # Thinning: candidates at the peak rate; a candidate's user keeps it by the local profile.
-        # Live: candidates as often as it takes for the asked session rate after thinning now.
         gap = (self._acceptance(self.start_ms + int(self._t)) / self._live_sessions_per_ms if self.live
                else self._mean_gap_ms)
         t = self._t + np.cumsum(w.exponential(gap, m))
@@ -702,15 +753,12 @@ class EventGenerator:
         hour = (self.start_ms + t.astype(np.int64) + self._offsets_arr[users]) // _MS_PER_HOUR
         keep = w.random(m) * self._pmax < self._profile_arr[((hour // 24 + 3) % 7) * 24 + hour % 24]
         frontier = self.start_ms + int(self._t)
-        starts = self.start_ms + t[keep].astype(np.int64)
-        users = users[keep]
-        k = len(starts)
-        if k == 0:
-            return frontier
-        late = self.late_rng.random(k) < self.rates["late"] if self.rates["late"] > 0 else np.zeros(k, bool)
-        shifts = np.where(late, self.late_ms, 0)
+        return self.start_ms + t[keep].astype(np.int64), users[keep], frontier
 
-        # The walk: every session on the site takes one step at a time.
+    def _walk(self, k: int) -> tuple[np.ndarray, ...]:
+        """The Markov walk of ``k`` sessions, every session on the site taking one step at a time:
+        (session, page, action combo, page kind) of each page view, session by session."""
+        w = self.wrng
         kind = self._entry_arr[np.searchsorted(self._entry_cum_arr, w.random(k), side="right")]
         category = (w.random(k) * self._n_categories).astype(np.int64)
         active = np.arange(k)
@@ -736,10 +784,13 @@ class EventGenerator:
             active = active[nxt >= 0]
         sess, page, combo, kd = (np.concatenate(c) for c in zip(*steps))
         order = np.argsort(sess, kind="stable")  # session by session, pages in order
-        sess, page, combo, kd = sess[order], page[order], combo[order], kd[order]
+        return sess[order], page[order], combo[order], kd[order]
 
-        # The observable features and the true conversion model.
-        x = np.stack([
+    def _features(self, k: int, sess: np.ndarray, combo: np.ndarray, kd: np.ndarray, users: np.ndarray,
+                  starts: np.ndarray) -> np.ndarray:
+        """The observable features of each session (:data:`FEATURES`), the true model's inputs;
+        ``starts``: the sessions' event-time starts."""
+        return np.stack([
             np.bincount(sess, minlength=k),
             np.bincount(sess[kd == PRODUCT], minlength=k),
             np.bincount(sess[self._combo_added[combo]], minlength=k),
@@ -747,12 +798,13 @@ class EventGenerator:
             np.bincount(sess[kd == SEARCH], minlength=k) > 0,
             self._returning(users),
             self._udev[users] == self._mobile,
-            (lambda h: (h >= 18) & (h < 23))(((starts - shifts + self._offsets_arr[users]) // _MS_PER_HOUR) % 24),
+            (lambda h: (h >= 18) & (h < 23))(((starts + self._offsets_arr[users]) // _MS_PER_HOUR) % 24),
         ], axis=1).astype(np.int64)
-        p = 1.0 / (1.0 + np.exp(-(INTERCEPT + x @ self._coef)))
-        converted = self.crng.random(k) < p
 
-        # Events: each page's actions, then a purchase at the end of each converted session.
+    def _session_events(self, k: int, sess: np.ndarray, page: np.ndarray, combo: np.ndarray,
+                        converted: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Each page's actions, then a purchase at the end of each converted session, with skewed
+        gaps: (emission time, page, action, session) of every event, and the sessions' lengths."""
         lens = self._combo_len[combo]
         rec = np.repeat(np.arange(len(combo)), lens)
         within = np.arange(len(rec)) - np.repeat(np.cumsum(lens) - lens, lens)
@@ -774,14 +826,12 @@ class EventGenerator:
         gaps[first] = 0
         offset = np.cumsum(gaps)
         offset -= np.repeat(offset[first], lengths)
-        emit = starts[session] + offset
-        ts = emit - shifts[session]
-        base = len(self._sid)
-        if self.live:  # the events before the start instant were the warm-up: not sent
-            now = emit >= self.start_ms
-            emit, ts, page, action, session = emit[now], ts[now], page[now], action[now], session[now]
-        self._pending.add((emit, ts, page, action, session + base, users[session], late[session]))
+        return starts[session] + offset, page, action, session, lengths
 
+    def _add_sessions(self, users: np.ndarray, x: np.ndarray, p: np.ndarray, converted: np.ndarray,
+                      lengths: np.ndarray) -> None:
+        """Append a batch of sessions to the session columns (ids, keys, JSON tails, truth)."""
+        k = len(users)
         sids = uuid4_block(self.sid_rng, k)
         ips, mine = self.users.ip, self.mine
         ulist = users.tolist()
@@ -795,7 +845,6 @@ class EventGenerator:
         self._sconv.extend(converted.tolist())
         self._sn.extend(lengths.tolist())
         self._semitted.extend([0] * k)
-        return frontier
 
     def _acceptance(self, at_ms: int) -> float:
         """The share of candidates that thinning keeps at ``at_ms`` (epoch ms): the users' activity

@@ -205,36 +205,18 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
     tally = _Tally()
     try:
         partitions = check_topic(producer, settings, topic)
-        # A replay of a given number of events spans generator.span_h; a paced or timed run
-        # keeps generator.sessions_per_hour (live mode).
-        span_events = events if rate is None and duration is None and not live else None
-        live_rate = None
-        if live and start is None:  # this producer's own now, once it is ready: nothing starts late
-            start = parse_start("now").isoformat(timespec="milliseconds")
-        if live:  # ``rate`` is this producer's share already; without one, the default's share
-            live_rate = live_event_rate(settings["generator"], rate, 1 if rate else len(settings.topics))
-        gen = EventGenerator.from_settings(settings, seed, topic, start, events=span_events, live_rate=live_rate)
-        part_of: dict[bytes, int] = {}
+        gen, live_rate = _generator(settings, topic, events, seed, duration=duration, rate=rate, start=start,
+                                    live=live)
         pace = live_rate if live_rate is not None else rate
         size = CHUNK if pace is None else max(16, min(CHUNK, int(pace / 4)))
         send = _Appender(producer, topic, partitions)
-        first_ms = last_ms = None
+        part_of: dict[bytes, int] = {}
+        span = _Span()
         t0 = time.monotonic()
         next_report = t0
         for chunk in gen.chunks(events, size=size):
-            if chunk.emit_ms is not None:
-                lag = _send_live(send, chunk, part_of, partitions, tally)
-                result.max_lag_s = max(result.max_lag_s, lag)
-            elif rate is None:
-                _send_records(send, chunk.keys, chunk.values, part_of, partitions, tally)
-            else:
-                _send_paced(send, chunk, part_of, partitions, tally, rate, t0, result.records)
-            result.events += chunk.counts["event"]
-            result.records += len(chunk.values)
-            result.bytes += sum(map(len, chunk.values))
-            if chunk.first_ms is not None:
-                first_ms = chunk.first_ms if first_ms is None else min(first_ms, chunk.first_ms)
-                last_ms = chunk.last_ms if last_ms is None else max(last_ms, chunk.last_ms)
+            _send_chunk(send, chunk, part_of, partitions, tally, result, rate, t0)
+            _count_chunk(result, chunk, span)
             if len(part_of) > 100_000:
                 part_of.clear()
             tally.drain()
@@ -246,24 +228,73 @@ def produce_topic(settings: Settings, topic: str, events: int | None, seed: int,
                 break
             if stop is not None and stop.is_set():
                 break
-        timeout_s = max(4 * settings["kafka"]["request_timeout_s"], 60)
-        producer.flush(timeout=timeout_s)
+        producer.flush(timeout=max(4 * settings["kafka"]["request_timeout_s"], 60))
         tally.drain(final=True)
-        result.seconds = time.monotonic() - t0
-        result.sent, result.failed, result.first_error = tally.acked, tally.failed, tally.error
-        result.rate = result.sent / result.seconds if result.seconds > 0 else 0.0
-        result.first_event_time, result.last_event_time = _iso(first_ms), _iso(last_ms)
-        result.faults = {k: gen.counts.get(k, 0) for k in FAULT_KINDS}
-        result.live, result.max_lag_s = live, round(result.max_lag_s, 3)
-        if live and last_ms is not None:
-            span_s = (last_ms - gen.start_ms) / 1000.0
-            result.live_rate = round(result.records / span_s, 1) if span_s > 0 else 0.0
+        _finish(result, gen, tally, span, time.monotonic() - t0, live)
         write_ground_truth(settings, topic, gen)
         if progress is not None:
             progress.put((topic, result.events, result.records, tally.acked, tally.failed))
         return result
     finally:
         producer.close(timeout=10)
+
+
+def _generator(settings: Settings, topic: str, events: int | None, seed: int, *, duration: float | None,
+               rate: float | None, start: str | None, live: bool) -> tuple[EventGenerator, float | None]:
+    """The topic's generator, and its live rate (valid events per second; ``None``: a replay)."""
+    # A replay of a given number of events spans generator.span_h; a paced or timed run
+    # keeps generator.sessions_per_hour (live mode).
+    span_events = events if rate is None and duration is None and not live else None
+    live_rate = None
+    if live and start is None:  # this producer's own now, once it is ready: nothing starts late
+        start = parse_start("now").isoformat(timespec="milliseconds")
+    if live:  # ``rate`` is this producer's share already; without one, the default's share
+        live_rate = live_event_rate(settings["generator"], rate, 1 if rate else len(settings.topics))
+    gen = EventGenerator.from_settings(settings, seed, topic, start, events=span_events, live_rate=live_rate)
+    return gen, live_rate
+
+
+def _send_chunk(send: Any, chunk: Any, part_of: dict, partitions: list[int], tally: _Tally,
+                result: ProduceResult, rate: float | None, t0: float) -> None:
+    """Send a chunk: live (each record at its time), paced (``rate``), or at once."""
+    if chunk.emit_ms is not None:
+        lag = _send_live(send, chunk, part_of, partitions, tally)
+        result.max_lag_s = max(result.max_lag_s, lag)
+    elif rate is None:
+        _send_records(send, chunk.keys, chunk.values, part_of, partitions, tally)
+    else:
+        _send_paced(send, chunk, part_of, partitions, tally, rate, t0, result.records)
+
+
+@dataclass
+class _Span:
+    """The first and last event times (epoch ms) sent so far."""
+
+    first_ms: int | None = None
+    last_ms: int | None = None
+
+
+def _count_chunk(result: ProduceResult, chunk: Any, span: _Span) -> None:
+    result.events += chunk.counts["event"]
+    result.records += len(chunk.values)
+    result.bytes += sum(map(len, chunk.values))
+    if chunk.first_ms is not None:
+        span.first_ms = chunk.first_ms if span.first_ms is None else min(span.first_ms, chunk.first_ms)
+        span.last_ms = chunk.last_ms if span.last_ms is None else max(span.last_ms, chunk.last_ms)
+
+
+def _finish(result: ProduceResult, gen: EventGenerator, tally: _Tally, span: _Span, seconds: float,
+            live: bool) -> None:
+    """Fill in the result once every record is acknowledged or counted as failed."""
+    result.seconds = seconds
+    result.sent, result.failed, result.first_error = tally.acked, tally.failed, tally.error
+    result.rate = result.sent / result.seconds if result.seconds > 0 else 0.0
+    result.first_event_time, result.last_event_time = _iso(span.first_ms), _iso(span.last_ms)
+    result.faults = {k: gen.counts.get(k, 0) for k in FAULT_KINDS}
+    result.live, result.max_lag_s = live, round(result.max_lag_s, 3)
+    if live and span.last_ms is not None:
+        span_s = (span.last_ms - gen.start_ms) / 1000.0
+        result.live_rate = round(result.records / span_s, 1) if span_s > 0 else 0.0
 
 
 def _send_records(send: Any, keys: Any, values: Any, part_of: dict, partitions: list[int], tally: _Tally) -> None:
@@ -384,57 +415,26 @@ def run_produce(settings: Settings, events: int | None, seed: int, *, duration: 
     """
     if live is None:
         live = start is not None and start.strip().lower() == "now"
-    if events is None and duration is None and stop is None:
-        raise PipelineError("give a number of events or a duration")
-    if events is not None and events < 0:
-        raise PipelineError(f"events must be >= 0, got {events}")
-    if duration is not None and duration <= 0:
-        raise PipelineError(f"duration must be > 0 seconds, got {duration}")
-    if rate is not None and rate <= 0:
-        raise PipelineError(f"rate must be > 0 events per second, got {rate}")
+    _check_options(events, duration, rate, stop)
     if start is not None:
         start = parse_start(start).isoformat(timespec="milliseconds")
     topics = settings.topics
-    shares = split_events(events, len(topics)) if events is not None else [None] * len(topics)
     ctx = multiprocessing.get_context("spawn")
     progress_q, results_q = ctx.Queue(), ctx.Queue()
-    procs = []
     halt = ctx.Event() if stop is not None else None
-    for topic, share in zip(topics, shares):
-        job = {"settings": settings, "topic": topic, "events": share, "seed": seed, "duration": duration,
-               "rate": rate / len(topics) if rate else None, "start": start, "live": live, "stop": halt}
-        procs.append(ctx.Process(target=_worker, args=(job, progress_q, results_q), daemon=True))
+    procs = _producer_processes(ctx, settings, events, seed, progress_q, results_q, duration=duration, rate=rate,
+                                start=start, live=live, halt=halt)
     t0 = time.monotonic()
     for p in procs:
         p.start()
-    outcomes: dict[str, ProduceResult | str] = {}
     bar = _Bar(events, progress)
     try:
-        while len(outcomes) < len(procs):
-            try:
-                topic, outcome = results_q.get(timeout=0.2)
-                outcomes[topic] = outcome
-            except queue.Empty:
-                if halt is not None and stop.is_set():
-                    halt.set()
-                if all(not p.is_alive() for p in procs):
-                    try:  # a result may still be in the pipe
-                        topic, outcome = results_q.get(timeout=2)
-                        outcomes[topic] = outcome
-                        continue
-                    except queue.Empty:
-                        raise PipelineError("a producer process died without a result") from None
-            bar.update(progress_q)
-        bar.update(progress_q)
+        outcomes = _collect(procs, results_q, progress_q, bar, stop, halt)
     finally:
         bar.close()
         for p in procs:
             p.join(timeout=10)
-    errors = [outcomes[t] for t in topics if isinstance(outcomes[t], str)]
-    if errors:
-        raise PipelineError(errors[0])
-    results = [outcomes[t] for t in topics]
-    assert all(isinstance(r, ProduceResult) for r in results)
+    results = _results(outcomes, topics)
     manifest = write_manifest(settings, events, seed, results, time.monotonic() - t0,
                               {"duration": duration, "rate": rate, "start": start, "live": live})
     failed = manifest["failed"]
@@ -443,6 +443,65 @@ def run_produce(settings: Settings, events: int | None, seed: int, *, duration: 
         raise PipelineError(f"{failed} of {manifest['records']} records were not acknowledged by the "
                             f"broker ({first}); manifest: {manifest_path(settings)}")
     return ProduceRun(results, manifest)
+
+
+def _check_options(events: int | None, duration: float | None, rate: float | None, stop: Any) -> None:
+    if events is None and duration is None and stop is None:
+        raise PipelineError("give a number of events or a duration")
+    if events is not None and events < 0:
+        raise PipelineError(f"events must be >= 0, got {events}")
+    if duration is not None and duration <= 0:
+        raise PipelineError(f"duration must be > 0 seconds, got {duration}")
+    if rate is not None and rate <= 0:
+        raise PipelineError(f"rate must be > 0 events per second, got {rate}")
+
+
+def _producer_processes(ctx: Any, settings: Settings, events: int | None, seed: int, progress_q: Any,
+                        results_q: Any, *, duration: float | None, rate: float | None, start: str | None,
+                        live: bool, halt: Any) -> list[Any]:
+    """One (not yet started) producer process per topic, with its share of the events and rate."""
+    topics = settings.topics
+    shares = split_events(events, len(topics)) if events is not None else [None] * len(topics)
+    procs = []
+    for topic, share in zip(topics, shares):
+        job = {"settings": settings, "topic": topic, "events": share, "seed": seed, "duration": duration,
+               "rate": rate / len(topics) if rate else None, "start": start, "live": live, "stop": halt}
+        procs.append(ctx.Process(target=_worker, args=(job, progress_q, results_q), daemon=True))
+    return procs
+
+
+def _collect(procs: list[Any], results_q: Any, progress_q: Any, bar: "_Bar", stop: Any,
+             halt: Any) -> dict[str, ProduceResult | str]:
+    """Every producer's outcome (its result, or its one-line error), updating the bar meanwhile;
+    a set ``stop`` is passed on to the producers (``halt``)."""
+    outcomes: dict[str, ProduceResult | str] = {}
+    while len(outcomes) < len(procs):
+        try:
+            topic, outcome = results_q.get(timeout=0.2)
+            outcomes[topic] = outcome
+        except queue.Empty:
+            if halt is not None and stop.is_set():
+                halt.set()
+            if all(not p.is_alive() for p in procs):
+                try:  # a result may still be in the pipe
+                    topic, outcome = results_q.get(timeout=2)
+                    outcomes[topic] = outcome
+                    continue
+                except queue.Empty:
+                    raise PipelineError("a producer process died without a result") from None
+        bar.update(progress_q)
+    bar.update(progress_q)
+    return outcomes
+
+
+def _results(outcomes: dict[str, ProduceResult | str], topics: list[str]) -> list[ProduceResult]:
+    """The results in topic order; the first producer's error raised."""
+    errors = [outcomes[t] for t in topics if isinstance(outcomes[t], str)]
+    if errors:
+        raise PipelineError(errors[0])
+    results = [outcomes[t] for t in topics]
+    assert all(isinstance(r, ProduceResult) for r in results)
+    return results
 
 
 class _Bar:

@@ -406,89 +406,147 @@ def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
         PipelineError: Silver is missing or empty, ``report.ip_mode`` is ``hash`` without a key,
             or the MLflow store cannot be read.
     """
-    import pandas as pd
-    from pyspark.sql import functions as F
-
     from website_activity import dashboard
 
     pseudonym = ip_pseudonymiser(settings)  # a missing key fails before any Spark work
     model = model_info(settings)
     silver = read_silver(spark, settings).persist()
     sessions = session_table(silver).persist()
+    out = reports_folder(settings)
+    try:
+        tables = lake_tables(silver, sessions, int(settings["report"]["top_users"]))
+    finally:
+        sessions.unpersist()
+        silver.unpersist()
+    frames = {**tables.frames, "traffic_per_minute": traffic_per_minute(spark, settings),
+              **session_frames(tables.sessions, tables.users, pseudonym)}
+    produce, ingest = read_json(produce_manifest_path(settings)), read_json(ingest_summary_path(settings))
+    validation = read_json(validation_gate_path(settings))
+    totals = tables.totals
+    vs = five_vs(settings, silver_rows=int(totals["events"]), traffic_seconds=traffic_seconds(totals), model=model,
+                 validation=validation, produce=produce, ingest=ingest)
+    written = write_tables(out, frames, tables.funnel, model, vs)
+    quality_csv = out / "data_quality.csv"
+    data = ReportData(out=out, kpis=kpis(totals, tables.funnel, ingest, model.run), frames=frames,
+                      funnel=tables.funnel, five_vs=vs, model=model, validation=validation, ingest=ingest,
+                      quality=read_quality(quality_csv), links=links(settings, out, model),
+                      generated_at=iso(datetime.now(timezone.utc)))
+    written.append(dashboard.write_dashboard(data, settings, out / "index.html"))
+    log.info("reports in %s (%d files, %d MLflow runs)", out, len(written), len(model.runs))
+    return written
+
+
+# -- the steps of run_report ----------------------------------------------------------------
+def reports_folder(settings: Settings) -> Path:
+    """``paths.reports``, created if missing."""
     out = settings.path("reports")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PipelineError(f"cannot create {out}: {exc.strerror}") from exc
-    try:
-        totals = silver.agg(F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users"),
-                            F.min("timestamp").alias("first"), F.max("timestamp").alias("last")).first()
-        frames: dict[str, pd.DataFrame] = {
-            "traffic_by_page": traffic_by_page(silver).toPandas(),
-            "traffic_by_device": traffic_by(silver, "device_type").toPandas(),
-            "traffic_by_browser": traffic_by(silver, "browser").toPandas(),
-            "traffic_by_local_hour": traffic_by_local_hour(silver).toPandas(),
-        }
-        steps = funnel(sessions)
-        users = top_users(sessions, int(settings["report"]["top_users"])).toPandas()
-        summary = sessions.orderBy("start_time", "session_id").toPandas()
-    finally:
-        sessions.unpersist()
-        silver.unpersist()
-    gold_path = settings.path("gold")
-    if has_table(gold_path):
-        frames["traffic_per_minute"] = (read_table(spark, settings, "gold").drop("event_date")
-                                        .orderBy("window_start", "device_type", "action_type").toPandas())
-    else:
-        frames["traffic_per_minute"] = pd.DataFrame(columns=["window_start", "window_end", "device_type",
-                                                             "action_type", "events", "users", "sessions"])
+    return out
+
+
+@dataclass
+class LakeTables:
+    """What the reports take from silver and the session table (collected to the driver)."""
+
+    totals: Any                            # events, users, first and last event time
+    frames: dict[str, "pd.DataFrame"]      # the traffic_by_* tables
+    funnel: list[dict[str, Any]]
+    users: "pd.DataFrame"                  # the top users
+    sessions: "pd.DataFrame"               # every session, by start time
+
+
+def lake_tables(silver: "DataFrame", sessions: "DataFrame", top: int) -> LakeTables:
+    """The aggregates of silver and of its sessions the reports show."""
+    from pyspark.sql import functions as F
+
+    totals = silver.agg(F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users"),
+                        F.min("timestamp").alias("first"), F.max("timestamp").alias("last")).first()
+    frames = {
+        "traffic_by_page": traffic_by_page(silver).toPandas(),
+        "traffic_by_device": traffic_by(silver, "device_type").toPandas(),
+        "traffic_by_browser": traffic_by(silver, "browser").toPandas(),
+        "traffic_by_local_hour": traffic_by_local_hour(silver).toPandas(),
+    }
+    steps = funnel(sessions)
+    users = top_users(sessions, top).toPandas()
+    summary = sessions.orderBy("start_time", "session_id").toPandas()
+    return LakeTables(totals, frames, steps, users, summary)
+
+
+def traffic_per_minute(spark: "SparkSession", settings: Settings) -> "pd.DataFrame":
+    """Gold's per-minute windows (no rows, the same columns, when there is no gold table)."""
+    import pandas as pd
+
+    if has_table(settings.path("gold")):
+        return (read_table(spark, settings, "gold").drop("event_date")
+                .orderBy("window_start", "device_type", "action_type").toPandas())
+    return pd.DataFrame(columns=["window_start", "window_end", "device_type", "action_type", "events", "users",
+                                 "sessions"])
+
+
+def session_frames(summary: "pd.DataFrame", users: "pd.DataFrame",
+                   pseudonym: Any) -> dict[str, "pd.DataFrame"]:
+    """``sessions_summary`` and ``top_users`` as written: durations in seconds, IP addresses as
+    pseudonyms, users ranked."""
     summary["duration_s"] = summary.pop("duration_ms") / 1000.0
     summary["ip_pseudonym"] = summary.pop("ip_address").map(pseudonym)
     users["ip_pseudonym"] = users.pop("ip_address").map(pseudonym)
     users.insert(0, "rank", range(1, len(users) + 1))
-    frames["sessions_summary"] = summary[["session_id", "user_id", "start_time", "end_time", "duration_s", "events",
-                                          "pages", "device_type", "browser", "timezone", "ip_pseudonym",
-                                          "product_view", "add_to_cart", "checkout", "purchase", "is_late"]]
-    frames["top_users"] = users
+    return {"sessions_summary": summary[["session_id", "user_id", "start_time", "end_time", "duration_s", "events",
+                                         "pages", "device_type", "browser", "timezone", "ip_pseudonym",
+                                         "product_view", "add_to_cart", "checkout", "purchase", "is_late"]],
+            "top_users": users}
 
-    produce, ingest = read_json(produce_manifest_path(settings)), read_json(ingest_summary_path(settings))
-    validation = read_json(validation_gate_path(settings))
-    traffic_seconds = ((totals["last"] - totals["first"]).total_seconds()
-                       if totals["first"] is not None else 0.0)
-    vs = five_vs(settings, silver_rows=int(totals["events"]), traffic_seconds=traffic_seconds, model=model,
-                 validation=validation, produce=produce, ingest=ingest)
 
+def traffic_seconds(totals: Any) -> float:
+    """The time between the first and the last event (0 for an empty lake)."""
+    return (totals["last"] - totals["first"]).total_seconds() if totals["first"] is not None else 0.0
+
+
+def write_tables(out: Path, frames: dict[str, "pd.DataFrame"], steps: list[dict[str, Any]], model: ModelInfo,
+                 vs: list[dict[str, Any]]) -> list[Path]:
+    """Every CSV of the report; returns their paths."""
     written = [write_frame(frame, out / f"{name}.csv") for name, frame in frames.items()]
     written.append(write_rows(out / "funnel.csv", ("step", "stage", "meaning", "sessions", "share_of_sessions",
                                                    "conversion_from_previous"), steps))
     written.append(write_rows(out / "model_metrics.csv", MODEL_METRICS_HEADER, model.runs))
     written.append(write_rows(out / "coefficients.csv", COEFFICIENTS_HEADER, model.coefficients))
     written.append(write_rows(out / "five_vs.csv", FIVE_VS_HEADER, vs))
+    return written
 
-    quality_csv = out / "data_quality.csv"
-    quality: list[dict[str, str]] = []
-    if quality_csv.is_file():
-        with quality_csv.open(encoding="utf-8") as f:
-            quality = list(csv.DictReader(f))
+
+def read_quality(path: Path) -> list[dict[str, str]]:
+    """The rows of validate's ``data_quality.csv`` (none when validate has not run)."""
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def kpis(totals: Any, steps: list[dict[str, Any]], ingest: dict[str, Any] | None,
+         run: dict[str, Any] | None) -> dict[str, Any]:
+    """The dashboard's headline figures."""
     sessions_n = steps[0]["sessions"]
     read = (ingest or {}).get("records_read") or 0
-    run = model.run or {}
-    kpis = {
+    run = run or {}
+    return {
         "events": int(totals["events"]), "users": int(totals["users"]), "sessions": sessions_n,
         "conversion_rate": steps[-1]["sessions"] / sessions_n if sessions_n else 0.0,
         "quarantine_rate": (ingest or {}).get("quarantined", 0) / read if read else None,
         "roc_auc": run.get("roc_auc"), "oracle_roc_auc": run.get("oracle_roc_auc"),
         "first_event": iso(totals["first"]), "last_event": iso(totals["last"]),
     }
+
+
+def links(settings: Settings, out: Path, model: ModelInfo) -> dict[str, str]:
+    """The dashboard's links to the other outputs ("" for one that is not there)."""
+    run = model.run or {}
     ui = settings["report"]["mlflow_ui_url"] or f"http://127.0.0.1:{settings['mlflow']['ui_port']}"
-    links = {"data_docs": "data_docs/index.html" if (out / "data_docs" / "index.html").is_file() else "",
-             "predictions": "predictions.csv" if (out / "predictions.csv").is_file() else "",
-             "data_quality": "data_quality.csv" if quality_csv.is_file() else "",
-             "mlflow_run": (f"{ui.rstrip('/')}/#/experiments/{model.experiment_id}/runs/{run['run_id']}"
-                            if run else "")}
-    data = ReportData(out=out, kpis=kpis, frames=frames, funnel=steps, five_vs=vs, model=model,
-                      validation=validation, ingest=ingest, quality=quality, links=links,
-                      generated_at=iso(datetime.now(timezone.utc)))
-    written.append(dashboard.write_dashboard(data, settings, out / "index.html"))
-    log.info("reports in %s (%d files, %d MLflow runs)", out, len(written), len(model.runs))
-    return written
+    return {"data_docs": "data_docs/index.html" if (out / "data_docs" / "index.html").is_file() else "",
+            "predictions": "predictions.csv" if (out / "predictions.csv").is_file() else "",
+            "data_quality": "data_quality.csv" if (out / "data_quality.csv").is_file() else "",
+            "mlflow_run": (f"{ui.rstrip('/')}/#/experiments/{model.experiment_id}/runs/{run['run_id']}"
+                           if run else "")}

@@ -609,24 +609,56 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
         PipelineError: Silver is missing, the quality gate did not pass (without ``force``), a
             split lacks one of the classes, or MLflow cannot be reached.
     """
-    from pyspark.sql import functions as F
-
-    from website_activity import evaluation as ev
-
     started_all = time.monotonic()
-    conf = settings["train"]
     silver, silver_version, gate = read_gated_silver(spark, settings, force)
     experiment_id = ensure_experiment(settings)  # an unreachable MLflow fails before the Spark work
     client = _client(settings)
     seconds: dict[str, float] = {}
     data = prepare(spark, settings, silver, silver_version)
+    seconds["features"] = time.monotonic() - started_all
+    log_split_counts(data)
+    trained = train_and_score(settings, client, data, seconds)
+    metrics = run_metrics(settings, data, trained, seconds["search"])
+    params = run_params(settings, trained.fitted, data)
+    run_id, model_uri, version, promotion = log_run(settings, experiment_id, client, data, trained, metrics,
+                                                    params, gate, force, seconds, started_all)
+    write_summary(settings, run_id, version, params, metrics, trained.threshold, promotion, trained.fitted.model,
+                  trained.coefs)
+    return {"run_id": run_id, "experiment_id": experiment_id, "model_uri": model_uri, "version": version,
+            "promotion": promotion, "params": params, "metrics": metrics, "threshold": trained.threshold,
+            "validation": gate.status, "seconds": seconds, "coefficients": trained.coefs}
+
+
+def log_split_counts(data: Prepared) -> None:
+    counts = data.counts
+    log.info("%d events, %d sessions: %s", data.events, sum(n for n, _ in counts.values()),
+             ", ".join(f"{counts[s][0]} {s} ({counts[s][1]} purchases)" for s in SPLITS))
+
+
+@dataclass
+class Trained:
+    """What a run trained and measured before it is logged."""
+
+    fitted: Fitted
+    val: "pd.DataFrame"               # the validation split, scored
+    test: "pd.DataFrame"              # the test split, scored
+    threshold: float                  # max F1 on validation, set on the model
+    coefs: "pd.DataFrame"
+    champion: Any                     # the current champion scored on validation (None: not logged)
+    oracle_curve: tuple | None = None
+    oracle_note: str = ""
+
+
+def train_and_score(settings: Settings, client: Any, data: Prepared, seconds: dict[str, float]) -> Trained:
+    """Search and fit, score validation and test, pick the threshold, score the current champion;
+    ``data.labelled`` is unpersisted at the end. Times go into ``seconds``."""
+    from pyspark.sql import functions as F
+
+    from website_activity import evaluation as ev
+
     try:
-        counts = data.counts
-        seconds["features"] = time.monotonic() - started_all
-        log.info("%d events, %d sessions: %s", data.events, sum(n for n, _ in counts.values()),
-                 ", ".join(f"{counts[s][0]} {s} ({counts[s][1]} purchases)" for s in SPLITS))
         started = time.monotonic()
-        fitted = fit_model(data.labelled, conf, counts["train"][0])
+        fitted = fit_model(data.labelled, settings["train"], data.counts["train"][0])
         seconds["search"] = time.monotonic() - started
         started = time.monotonic()
         val, test = score_splits(fitted.model, data.labelled)
@@ -640,24 +672,23 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
         seconds["champion"] = time.monotonic() - started
     finally:
         data.labelled.unpersist()
+    return Trained(fitted, val, test, threshold, coefs, champion)
 
-    metrics = evaluate(val, test, threshold, counts, fitted, coefs)
-    oracle, oracle_curve, oracle_note = oracle_figures(settings, data.sessions, test)
+
+def run_metrics(settings: Settings, data: Prepared, trained: Trained, search_seconds: float) -> dict[str, float]:
+    """The run's metrics (:func:`evaluate`), the oracles' and the champion's; records the oracle's
+    curve and note on ``trained``."""
+    metrics = evaluate(trained.val, trained.test, trained.threshold, data.counts, trained.fitted, trained.coefs)
+    oracle, trained.oracle_curve, trained.oracle_note = oracle_figures(settings, data.sessions, trained.test)
     metrics.update(oracle)
+    champion = trained.champion
     if champion is not None and champion.val_roc_auc is not None:
         metrics["champion_val_roc_auc"] = champion.val_roc_auc
     log.info("test ROC AUC %.4f (oracle %s, regression on the true inputs %s), PR AUC %.4f, F1 %.3f at threshold "
              "%.3f; %s %.1f s", metrics["roc_auc"], _fmt(metrics.get("oracle_roc_auc")),
-             _fmt(metrics.get("oracle_model_roc_auc")), metrics["pr_auc"], metrics["f1"], threshold,
-             fitted.method, seconds["search"])
-    params = run_params(settings, fitted, data)
-    run_id, model_uri, version, promotion = log_run(settings, experiment_id, client, data, fitted, val, test,
-                                                    metrics, params, coefs, threshold, gate, force, champion,
-                                                    (oracle_curve, oracle_note), seconds, started_all)
-    write_summary(settings, run_id, version, params, metrics, threshold, promotion, fitted.model, coefs)
-    return {"run_id": run_id, "experiment_id": experiment_id, "model_uri": model_uri, "version": version,
-            "promotion": promotion, "params": params, "metrics": metrics, "threshold": threshold,
-            "validation": gate.status, "seconds": seconds, "coefficients": coefs}
+             _fmt(metrics.get("oracle_model_roc_auc")), metrics["pr_auc"], metrics["f1"], trained.threshold,
+             trained.fitted.method, search_seconds)
+    return metrics
 
 
 def _fmt(value: float | None) -> str:
@@ -705,17 +736,14 @@ def run_params(settings: Settings, fitted: Fitted, data: Prepared) -> dict[str, 
     }
 
 
-def log_run(settings: Settings, experiment_id: str, client: Any, data: Prepared, fitted: Fitted,
-            val: "pd.DataFrame", test: "pd.DataFrame", metrics: dict[str, float], params: dict[str, Any],
-            coefs: "pd.DataFrame", threshold: float, gate: GateStatus, force: bool, champion: Any,
-            oracle: tuple[tuple | None, str], seconds: dict[str, float],
-            started_all: float) -> tuple[str, str | None, str | None, Any]:
+def log_run(settings: Settings, experiment_id: str, client: Any, data: Prepared, trained: Trained,
+            metrics: dict[str, float], params: dict[str, Any], gate: GateStatus, force: bool,
+            seconds: dict[str, float], started_all: float) -> tuple[str, str | None, str | None, Any]:
     """One MLflow run: tags, params, metrics, the input dataset, the plots, and the model
     (registered, and promoted by the registry's rule). Returns (run id, model URI, version, promotion)."""
     import mlflow
 
-
-    oracle_curve, oracle_note = oracle
+    fitted, test, threshold, champion = trained.fitted, trained.test, trained.threshold, trained.champion
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     model_uri = version = promotion = None
@@ -725,14 +753,15 @@ def log_run(settings: Settings, experiment_id: str, client: Any, data: Prepared,
         # missing values: the features never miss any.
         warnings.filterwarnings("ignore", message=".*[Ii]nteger column", category=UserWarning)
         mlflow.set_tags({"stage": "train", "profile": settings["profile"], "validation_status": gate.status,
-                         "validation_forced": str(force).lower(), "oracle": oracle_note, **lineage_tags(settings),
+                         "validation_forced": str(force).lower(), "oracle": trained.oracle_note,
+                         **lineage_tags(settings),
                          **({} if champion is None else champion.tags())})
         mlflow.log_params({k: v for k, v in params.items() if v is not None})
         mlflow.log_metrics(_finite(metrics))
         mlflow.log_input(_features_dataset(data.features, data.path), context="training")
         log_silver_input(settings, data.silver, data.silver_version)
         with tempfile.TemporaryDirectory(prefix="wa-train-") as tmp:
-            _log_artifacts(Path(tmp), test, metrics, threshold, coefs, fitted.search, oracle_curve)
+            _log_artifacts(Path(tmp), test, metrics, threshold, trained.coefs, fitted.search, trained.oracle_curve)
         if settings["mlflow"]["log_model"]:
             started = time.monotonic()
             model_uri, version = log_model(settings, fitted.model, test, threshold)
