@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import yaml
 
 from website_activity.errors import ConfigError
+from website_activity.schema import EVENT_FIELDS, event_fields
 
 ENV_PREFIX = "WA__"
 # Keys whose values are secrets: never shown, logged or hashed (see Settings.public).
@@ -216,7 +217,8 @@ class Settings:
 
     @property
     def schema_fields(self) -> list[dict[str, Any]]:
-        return list(self.data["schema"]["fields"])
+        """The event's fields (:mod:`website_activity.schema`: declared there, not in the config)."""
+        return event_fields()
 
 
 def load_config(
@@ -292,17 +294,9 @@ def _check_semantics(data: dict[str, Any]) -> None:
     if not 1 <= t["min_insync_replicas"] <= t["replication_factor"]:
         raise ConfigError(f"topics.min_insync_replicas must be between 1 and topics.replication_factor "
                           f"({t['replication_factor']}), got {t['min_insync_replicas']}")
-    known_types = {"string", "timestamp", "integer"}
-    names = set()
-    for f in data["schema"]["fields"]:
-        if not isinstance(f, dict) or not {"name", "type"} <= set(f):
-            raise ConfigError(f"schema.fields: each field needs a name and a type, got {f!r}")
-        if f["type"] not in known_types:
-            raise ConfigError(f"schema.fields: field '{f['name']}' has unknown type '{f['type']}'")
-        names.add(f["name"])
     for enum in data["schema"]["enums"]:
-        if enum not in names:
-            raise ConfigError(f"schema.enums: '{enum}' is not a declared field")
+        if enum not in EVENT_FIELDS:
+            raise ConfigError(f"schema.enums: '{enum}' is not a field of the event schema")
     if not 0.0 < data["train"]["test_fraction"] < 1.0:
         raise ConfigError("train.test_fraction must be between 0 and 1")
     if "report" in data and data["report"]["ip_mode"] not in ("truncate", "hash"):

@@ -102,7 +102,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from website_activity.errors import ConfigError
-from website_activity.schema import EVENT_FIELDS, NO_COORDINATE
+from website_activity.schema import EVENT_FIELDS, EVENT_SCHEMA, NO_COORDINATE
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -185,6 +185,32 @@ MALFORMED = FAULT_KINDS[2:]
 DUPLICATE_MAX_DELAY = 2000
 CHUNK = 8192
 
+
+def json_joints(schema: Sequence[tuple[str, str]]) -> tuple[dict[str, bytes], bytes]:
+    """The compact JSON around an event's values, from the schema: what comes before each field's
+    value (the previous value's closing quote, the comma, the key, the opening quote), and the end.
+
+    A record is then the joint before each field followed by its value, then the end: what
+    ``json.dumps(event, separators=(",", ":"))`` writes for values that need no escaping.
+    """
+    before: dict[str, bytes] = {}
+    close = b"{"
+    for name, kind in schema:
+        quote = b'"' if kind != "integer" else b""
+        before[name] = close + (b'"%s":' % name.encode()) + quote
+        close = quote + b","
+    return before, close[:-1] + b"}"
+
+
+_JOINT, _END = json_joints(EVENT_SCHEMA)
+# The record is assembled from pieces of consecutive fields (per event, per user, per user and
+# action, per session; see EventGenerator._chunk); the joints come from the schema, and so must
+# the order the pieces follow.
+_PIECES = (("event_id",), ("user_id", "page_url"), ("timestamp",),
+           ("action_type", "browser", "timezone", "device_type", "click_coordinates_x"),
+           ("click_coordinates_y",), ("session_id", "ip_address"))
+if tuple(f for piece in _PIECES for f in piece) != EVENT_FIELDS:
+    raise RuntimeError("the generator's record pieces do not follow website_activity.schema.EVENT_SCHEMA")
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
@@ -605,13 +631,15 @@ class EventGenerator:
         self._url = [p.encode() for p in self.paths]
         self._upre: list[bytes] = []
         self._umid: list[bytes] = []
+        j = _JOINT
         for u in self.mine:
-            dev = devices[self.users.device[u]]
-            self._upre.append(b'","user_id":"' + self.users.ids[u].encode() + b'","page_url":"' + site)
+            dev = devices[self.users.device[u]].encode()
+            browser, tz = self.users.browser[u].encode(), self.users.tz[u].encode()
+            self._upre.append(j["user_id"] + self.users.ids[u].encode() + j["page_url"] + site)
             for action in ACTIONS:
-                self._umid.append(('+00:00","action_type":"%s","browser":"%s","timezone":"%s",'
-                                   '"device_type":"%s","click_coordinates_x":'
-                                   % (action, self.users.browser[u], self.users.tz[u], dev)).encode())
+                self._umid.append(b"".join((b"+00:00", j["action_type"], action.encode(), j["browser"], browser,
+                                            j["timezone"], tz, j["device_type"], dev,
+                                            j["click_coordinates_x"])))
 
     def _init_clock(self, events: int | None, live_rate: float | None) -> None:
         """The session-start process: the daily profile, the candidates' mean gap, live mode."""
@@ -837,7 +865,8 @@ class EventGenerator:
         ulist = users.tolist()
         self._sid.extend(b.decode() for b in sids)
         self._skeys.extend(sids)
-        self._stail.extend(b',"session_id":"' + sid + b'","ip_address":"' + ips[mine[u]].encode() + b'"}'
+        before_sid, before_ip = _JOINT["session_id"], _JOINT["ip_address"]
+        self._stail.extend(before_sid + sid + before_ip + ips[mine[u]].encode() + _END
                            for sid, u in zip(sids, ulist))
         self._suser.extend(ulist)
         self._sx.extend(map(tuple, x.tolist()))
@@ -901,16 +930,17 @@ class EventGenerator:
             emitted[s] += c
         eids = uuid4_block(self.id_rng, n)
         stamps = np.datetime_as_string(ts.astype("datetime64[ms]"), unit="ms").astype("S23").tolist()
-        coords = [f'{NO_COORDINATE},"click_coordinates_y":{NO_COORDINATE}'.encode()] * n
+        before_y = _JOINT["click_coordinates_y"]
+        coords = [b"%d%s%d" % (NO_COORDINATE, before_y, NO_COORDINATE)] * n
         clicks = np.flatnonzero(action == CLICK)
         if len(clicks):
             vp = self._vp[self._udev[suser[clicks]]]
             xs = np.clip(self.x_rng.normal(0.5, 0.2, len(clicks)), 0.0, 0.999999) * vp[:, 0]
             ys = np.minimum(self.y_rng.beta(1.2, 2.5, len(clicks)), 0.999999) * vp[:, 1]
             for i, x, y in zip(clicks.tolist(), xs.astype(np.int64).tolist(), ys.astype(np.int64).tolist()):
-                coords[i] = b'%d,"click_coordinates_y":%d' % (x, y)
+                coords[i] = b"%d%s%d" % (x, before_y, y)
         upre, umid, url, stail, skeys = self._upre, self._umid, self._url, self._stail, self._skeys
-        head, tsk = b'{"event_id":"', b'","timestamp":"'
+        head, tsk = _JOINT["event_id"], _JOINT["timestamp"]
         sess = session.tolist()
         values = [b"".join((head, e, upre[u], url[p], tsk, t, umid[m], c, stail[s]))
                   for e, u, p, t, m, c, s in zip(eids, suser.tolist(), page.tolist(), stamps,

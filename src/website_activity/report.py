@@ -307,7 +307,7 @@ def five_vs(settings: Settings, *, silver_rows: int, traffic_seconds: float, mod
         add("velocity", "ingested", ingest.get("rate", 0.0), "records/s", "ingest.json (last run)")
     for f in settings.schema_fields:
         add("variety", f"field {f['name']}", f["type"], "required" if f.get("required") else "optional",
-            "schema.fields")
+            "website_activity.schema")
     add("variety", "sources", len(settings.topics), "topics", "topics.names")
     if validation:
         total = int(validation.get("expectations") or 0)

@@ -1,14 +1,31 @@
-"""The event schema, declared once in ``conf/base.yaml`` (``schema.fields``) and derived here."""
+"""The event schema, declared once here: the generator's JSON, Spark's parse schema, ingest's
+quarantine rules and the validation suite are derived from it (the configuration only gives
+``schema.enums``, the allowed values)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-EVENT_FIELDS = (
-    "event_id", "user_id", "page_url", "timestamp", "action_type", "browser", "timezone",
-    "device_type", "click_coordinates_x", "click_coordinates_y", "session_id", "ip_address",
+FIELD_TYPES = ("string", "timestamp", "integer")
+"""The types a field may have (Spark: StringType, TimestampType, IntegerType)."""
+
+EVENT_SCHEMA: tuple[tuple[str, str], ...] = (
+    ("event_id", "string"), ("user_id", "string"), ("page_url", "string"), ("timestamp", "timestamp"),
+    ("action_type", "string"), ("browser", "string"), ("timezone", "string"), ("device_type", "string"),
+    ("click_coordinates_x", "integer"), ("click_coordinates_y", "integer"), ("session_id", "string"),
+    ("ip_address", "string"),
 )
-"""The 12 fields of the original project, in order. The config may not rename them."""
+"""The 12 fields of the original project, in order, with their types; every one is required."""
+
+EVENT_FIELDS = tuple(name for name, _ in EVENT_SCHEMA)
+"""The fields' names, in order."""
+
+
+def event_fields() -> list[dict[str, Any]]:
+    """The schema as field records (``name``, ``type``, ``required``), as Spark, ingest and the
+    suite read it (``Settings.schema_fields``)."""
+    return [{"name": name, "type": kind, "required": True} for name, kind in EVENT_SCHEMA]
+
 
 NO_COORDINATE = -1
 """``click_coordinates_x`` and ``_y`` of every action that is not a click (the generator writes it,

@@ -49,7 +49,7 @@ def spark_schema(fields: list[dict[str, Any]]) -> "StructType":
     """The Spark schema used to parse the JSON value of each Kafka record.
 
     Args:
-        fields: ``schema.fields`` from the configuration.
+        fields: the event schema (``Settings.schema_fields``, from :mod:`website_activity.schema`).
 
     Returns:
         A ``StructType`` with one nullable column per declared field (nullability is checked

@@ -20,8 +20,6 @@ topics:
   replication_factor: 1
   min_insync_replicas: 1
 schema:
-  fields:
-    - {name: event_id, type: string, required: true}
   enums: {}
 train:
   test_fraction: 0.25
