@@ -25,7 +25,7 @@ from website_activity.config import Settings
 from website_activity.files import write_text
 
 if TYPE_CHECKING:
-    from website_activity.report import ReportData
+    from website_activity.report_data import ReportData
 
 TEMPLATE = "dashboard.html.j2"
 COLORS = {"desktop": "#4c72b0", "mobile": "#dd8452", "tablet": "#55a868"}

@@ -35,17 +35,19 @@ import csv
 import logging
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from website_activity.catalog import ingest_summary_path, produce_manifest_path, validation_gate_path
 from website_activity.config import Settings
+from website_activity.dashboard import write_dashboard
 from website_activity.errors import PipelineError, first_line
 from website_activity.files import atomic_path, read_json
 from website_activity.lake import has_table, read_silver, read_table, table_stats
 from website_activity.privacy import ip_pseudonymiser
+from website_activity.report_data import ModelInfo, ReportData
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -187,19 +189,6 @@ def top_users(sessions: "DataFrame", limit: int) -> "DataFrame":
 
 
 # -- the MLflow side ------------------------------------------------------------------------
-@dataclass
-class ModelInfo:
-    """What the dashboard shows of the model: the runs, and the run it features."""
-
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    run: dict[str, Any] | None = None        # the champion's run, else the latest finished one
-    experiment_id: str | None = None
-    champion_version: str | None = None
-    coefficients: list[dict[str, Any]] = field(default_factory=list)
-    images: dict[str, bytes] = field(default_factory=dict)  # roc_curve.png ... from the run
-    note: str = ""
-
-
 def model_info(settings: Settings) -> ModelInfo:
     """The runs of ``mlflow.experiment`` (oldest first), the champion, and the featured run's
     coefficients and ROC plot (from its ``evaluation/`` artifacts).
@@ -379,23 +368,6 @@ def write_frame(frame: "pd.DataFrame", path: Path) -> Path:
     return _write_atomically(path, lambda f: frame.to_csv(f, index=False, lineterminator="\n"))
 
 
-@dataclass
-class ReportData:
-    """Everything the dashboard shows (the CSVs' frames and the run's figures)."""
-
-    out: Path
-    kpis: dict[str, Any]
-    frames: dict[str, "pd.DataFrame"]
-    funnel: list[dict[str, Any]]
-    five_vs: list[dict[str, Any]]
-    model: ModelInfo
-    validation: dict[str, Any] | None
-    ingest: dict[str, Any] | None
-    quality: list[dict[str, str]]
-    links: dict[str, str]
-    generated_at: str
-
-
 def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
     """Write every report of :data:`REPORT_FILES` into ``paths.reports`` (created if missing).
 
@@ -406,8 +378,6 @@ def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
         PipelineError: Silver is missing or empty, ``report.ip_mode`` is ``hash`` without a key,
             or the MLflow store cannot be read.
     """
-    from website_activity import dashboard
-
     pseudonym = ip_pseudonymiser(settings)  # a missing key fails before any Spark work
     model = model_info(settings)
     silver = read_silver(spark, settings).persist()
@@ -431,7 +401,7 @@ def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
                       funnel=tables.funnel, five_vs=vs, model=model, validation=validation, ingest=ingest,
                       quality=read_quality(quality_csv), links=links(settings, out, model),
                       generated_at=iso(datetime.now(timezone.utc)))
-    written.append(dashboard.write_dashboard(data, settings, out / "index.html"))
+    written.append(write_dashboard(data, settings, out / "index.html"))
     log.info("reports in %s (%d files, %d MLflow runs)", out, len(written), len(model.runs))
     return written
 

@@ -4,8 +4,9 @@ The package is flat for now; these groups are its parts (docs/layout.md):
 
 * core: the configuration, errors, the one event schema, the catalog of paths between stages,
   atomic files, Kafka's security settings. Imports nothing of ours outside core and no engine.
-* stages: produce, ingest, validate, train, score, report (with its dashboard). A stage never
-  imports another stage: they meet through catalog paths (validate's gate for train is gate.py).
+* stages: produce, ingest, validate, train, score, report (with its dashboard and the records
+  between them, report_data). A stage never imports another stage: they meet through catalog
+  paths (validate's gate for train is gate.py).
 * runners: what runs stages in order or together (cli, summary for make all, live).
 * devtools: the broker and cluster harnesses, TLS material, the bench. Nothing of the pipeline
   imports them (Make runs them through scripts/).
@@ -20,7 +21,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "website_activity"
 CORE = {"errors", "config", "schema", "catalog", "files", "kafka_security"}
 STAGES = {"produce": {"produce"}, "ingest": {"ingest"}, "validate": {"validate", "data_docs"},
-          "train": {"train"}, "score": {"score"}, "report": {"report", "dashboard"}}
+          "train": {"train"}, "score": {"score"}, "report": {"report", "dashboard", "report_data"}}
 RUNNERS = {"cli", "summary", "live"}
 DEVTOOLS = {"broker", "cluster", "tls", "bench"}
 # Third-party packages core may use: the configuration's YAML parser, nothing else.
