@@ -40,35 +40,32 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float,
     ``baseline_*`` are those of the majority-class baseline: always the training set's majority
     class (accuracy), and the training set's positive rate as the probability (log loss, Brier).
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import (accuracy_score, average_precision_score, brier_score_loss, confusion_matrix,
+                                 f1_score, log_loss, precision_score, recall_score, roc_auc_score)
 
-    labels = labels.astype(float)
-    n = len(labels)
-    pred = probs >= threshold
-    pos = labels == 1.0
-    tp, fp = int(np.sum(pred & pos)), int(np.sum(pred & ~pos))
-    fn, tn = int(np.sum(~pred & pos)), int(np.sum(~pred & ~pos))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    positive_rate = float(pos.mean())
+    y = labels.astype(int)
+    n = len(y)
+    pred = (probs >= threshold).astype(int)
+    tn, fp, fn, tp = (int(c) for c in confusion_matrix(y, pred, labels=[0, 1]).ravel())
+    positive_rate = float(np.mean(y == 1))
     both = 0.0 < positive_rate < 1.0
+    # Probabilities of exactly 0 or 1 would make the log loss infinite: clipped to EPS first.
     clipped = np.clip(probs, EPS, 1 - EPS)
     base = min(max(train_positive_rate, EPS), 1 - EPS)
     return {
-        "roc_auc": float(roc_auc_score(labels, probs)) if both else math.nan,
-        "pr_auc": float(average_precision_score(labels, probs)) if both else math.nan,
-        "log_loss": float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))),
-        "brier": float(np.mean((probs - labels) ** 2)),
-        "accuracy": (tp + tn) / n,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
+        "roc_auc": float(roc_auc_score(y, probs)) if both else math.nan,
+        "pr_auc": float(average_precision_score(y, probs)) if both else math.nan,
+        "log_loss": float(log_loss(y, clipped, labels=[0, 1])),
+        "brier": float(brier_score_loss(y, probs, labels=[0, 1])),
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=0.0)),
+        "recall": float(recall_score(y, pred, zero_division=0.0)),
+        "f1": float(f1_score(y, pred, zero_division=0.0)),
         "tp": float(tp), "fp": float(fp), "fn": float(fn), "tn": float(tn),
         "positive_rate": positive_rate,
         "baseline_accuracy": positive_rate if train_positive_rate >= 0.5 else 1.0 - positive_rate,
-        "baseline_log_loss": float(-np.mean(labels * math.log(base) + (1 - labels) * math.log(1 - base))),
-        "baseline_brier": float(np.mean((train_positive_rate - labels) ** 2)),
+        "baseline_log_loss": float(log_loss(y, np.full(n, base), labels=[0, 1])),
+        "baseline_brier": float(brier_score_loss(y, np.full(n, train_positive_rate), labels=[0, 1])),
         "rows": float(n),
     }
 
