@@ -423,10 +423,8 @@ def _generator_figures(bench: Bench, s: Settings, gen_events: int, naive_events:
 
 def _pipeline(bench: Bench, s: Settings, profile: str | None, overrides: dict[str, Any], scratch: Path,
               logs: Path | None) -> None:
-    from website_activity.ingest import summary_path
-    from website_activity.produce import manifest_path
+    from website_activity.catalog import ingest_summary_path, produce_manifest_path, validation_gate_path
     from website_activity.topics import create_topics
-    from website_activity.validate import latest_path
 
     env = env_for({k: v for k, v in overrides.items() if k != "kafka.port"})
     common = ["--port", str(s["kafka"]["port"])] + (["--profile", profile] if profile else [])
@@ -441,11 +439,11 @@ def _pipeline(bench: Bench, s: Settings, profile: str | None, overrides: dict[st
             if kind == "spark_driver":
                 peaks["spark_driver"] = max(peaks.get("spark_driver", 0.0), mb)
         if name == "produce":
-            _producer_baseline(bench, s, json.loads(manifest_path(s).read_text()), create_topics)
+            _producer_baseline(bench, s, json.loads(produce_manifest_path(s).read_text()), create_topics)
         elif name == "ingest":
-            _ingest_baseline(bench, s, json.loads(summary_path(s).read_text()), scratch)
+            _ingest_baseline(bench, s, json.loads(ingest_summary_path(s).read_text()), scratch)
         elif name == "validate":
-            latest = json.loads(latest_path(s).read_text())
+            latest = json.loads(validation_gate_path(s).read_text())
             bench.add("validate_seconds", "validation (both suites, Data Docs)", float(latest["seconds"]), "s")
         elif name == "train":
             bench.add("train_seconds", "training (features, search, evaluation, MLflow)", r.seconds, "s")
@@ -466,7 +464,7 @@ def _pipeline(bench: Bench, s: Settings, profile: str | None, overrides: dict[st
     total = sum(bench.stages.values())
     bench.add("pipeline_seconds", f"make all stages at {bench.events:,} events", total, "s",
               target="<= 360 s at 1M", holds=(total <= 360) if bench.events >= 1_000_000 else None)
-    ingest = json.loads(summary_path(s).read_text())
+    ingest = json.loads(ingest_summary_path(s).read_text())
     bench.add("silver_files", "silver files", float(ingest["silver_files"]), "files")
     avg_mb = ingest["silver_avg_file_bytes"] / 1e6
     bench.add("silver_avg_file_mb", "silver average file size", avg_mb, "MB", target=">= 32 MB at 1M",

@@ -328,12 +328,9 @@ def gold_frame(silver: "DataFrame", window_s: int = 60) -> "DataFrame":
 
 
 # -- the ledger: one JSON file per completed batch ------------------------------------------
-ledger_dir = ingest_ledger_dir
-
-
 def ledger_entries(settings: Settings) -> list[dict[str, Any]]:
     """The ledger's entries, by batch id."""
-    folder = ledger_dir(settings)
+    folder = ingest_ledger_dir(settings)
     if not folder.is_dir():
         return []
     entries = [json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("[0-9]*.json")]
@@ -342,7 +339,7 @@ def ledger_entries(settings: Settings) -> list[dict[str, Any]]:
 
 def ledger_entry(settings: Settings, batch_id: int) -> dict[str, Any] | None:
     try:
-        return json.loads((ledger_dir(settings) / f"{batch_id:010d}.json").read_text(encoding="utf-8"))
+        return json.loads((ingest_ledger_dir(settings) / f"{batch_id:010d}.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
 
@@ -496,7 +493,7 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
             parsed.unpersist()
     raw.unpersist()
     stats.seconds = round(time.monotonic() - start, 3)
-    write_json(ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
+    write_json(ingest_ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
     return stats
 
 
@@ -627,9 +624,6 @@ def read_kafka_stream(spark: "SparkSession", settings: Settings) -> "DataFrame":
         .options(**kafka_options(settings))  # kafka.security: TLS and the SCRAM login, if set
         .load()
     )
-
-
-summary_path = ingest_summary_path
 
 
 APP_ID_FILE = "delta_app_id"
@@ -864,9 +858,9 @@ def finish_run(spark: "SparkSession", settings: Settings, batches: list[BatchSta
     }
     problems = reconcile(summary)
     summary["reconciled"] = not problems
-    write_json(summary_path(settings), summary)
+    write_json(ingest_summary_path(settings), summary)
     if problems:
-        raise PipelineError(f"the lake does not reconcile: {'; '.join(problems)} (see {summary_path(settings)})")
+        raise PipelineError(f"the lake does not reconcile: {'; '.join(problems)} (see {ingest_summary_path(settings)})")
     return summary
 
 

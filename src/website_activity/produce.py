@@ -441,7 +441,7 @@ def run_produce(settings: Settings, events: int | None, seed: int, *, duration: 
     if failed:
         first = next(r.first_error for r in results if r.failed)
         raise PipelineError(f"{failed} of {manifest['records']} records were not acknowledged by the "
-                            f"broker ({first}); manifest: {manifest_path(settings)}")
+                            f"broker ({first}); manifest: {produce_manifest_path(settings)}")
     return ProduceRun(results, manifest)
 
 
@@ -535,9 +535,6 @@ class _Bar:
             self.bar.close()
 
 
-manifest_path = produce_manifest_path
-
-
 def write_manifest(settings: Settings, events: int | None, seed: int, results: list[ProduceResult],
                    seconds: float, options: dict) -> dict:
     faults = {k: sum(r.faults.get(k, 0) for r in results) for k in FAULT_KINDS}
@@ -560,5 +557,5 @@ def write_manifest(settings: Settings, events: int | None, seed: int, results: l
         "ground_truth": [str(ground_truth_path(settings, r.topic)) for r in results],
         "topics": [asdict(r) for r in results],
     }
-    write_json(manifest_path(settings), manifest)
+    write_json(produce_manifest_path(settings), manifest)
     return manifest

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from website_activity.validate.context import ephemeral_context, file_context, save_project
 from website_activity.validate.outcomes import CSV_HEADER, Outcome, ValidationReport
-from website_activity.validate.run import ingest_counts, latest_path, run_validate, write_quality_csv, write_report
+from website_activity.validate.run import ingest_counts, run_validate, write_quality_csv, write_report
 from website_activity.validate.runner import reconciliation_frame, validate_frame, validate_frames
 from website_activity.validate.suites import (RECONCILIATION_SUITE, SUITE_NAME, SUITES, build_reconciliation_suite,
                                              build_suite, build_suites, earliest_event_time, quarantine_rate,
@@ -62,6 +62,6 @@ from website_activity.validate.suites import (RECONCILIATION_SUITE, SUITE_NAME, 
 
 __all__ = ["CSV_HEADER", "Outcome", "RECONCILIATION_SUITE", "SUITES", "SUITE_NAME", "ValidationReport",
            "build_reconciliation_suite", "build_suite", "build_suites", "earliest_event_time",
-           "ephemeral_context", "file_context", "ingest_counts", "latest_path", "quarantine_rate",
+           "ephemeral_context", "file_context", "ingest_counts", "quarantine_rate",
            "reconciliation_frame", "run_validate", "save_project", "suite_parameters", "validate_frame",
            "validate_frames", "write_quality_csv", "write_report"]

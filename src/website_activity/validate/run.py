@@ -49,9 +49,6 @@ def write_quality_csv(report: ValidationReport, path: Path) -> None:
     write_text(path, quality_csv(report))
 
 
-latest_path = validation_gate_path
-
-
 def run_validate(spark: "SparkSession", settings: Settings) -> ValidationReport:
     """Validate the lake and record the outcome.
 
@@ -87,7 +84,7 @@ def run_validate(spark: "SparkSession", settings: Settings) -> ValidationReport:
               RECONCILIATION_SUITE: reconciliation_frame(spark, silver_rows, quarantined, **(counts or {}))}
     report = validate_frames(frames, settings, context=context, docs=True)
     write_quality_csv(report, quality_csv_path(settings))
-    out = latest_path(settings)
+    out = validation_gate_path(settings)
     write_report(report, out, fingerprint=fingerprint, silver_version=versions["silver"],
                  quarantine={"rows": quarantined, "rate": round(quarantine_rate(silver_rows, quarantined), 6)},
                  ingest=counts,
