@@ -5,12 +5,12 @@ import threading
 
 import click
 
-from website_activity.catalog import ingest_summary_path
+from website_activity.adapters.spark import spark_java, spark_session
+from website_activity.adapters.topics import check_topics
 from website_activity.cli import common_options, echo_err, main_wrapper, settings_from
-from website_activity.ingest import run_ingest
-from website_activity.preflight import check_writable
-from website_activity.spark import spark_java, spark_session
-from website_activity.topics import check_topics
+from website_activity.cli.preflight import check_writable
+from website_activity.core.catalog import ingest_summary_path
+from website_activity.stages.ingest import run_ingest
 
 
 @click.command()

@@ -2,12 +2,12 @@
 
 import click
 
-from website_activity.catalog import data_docs_index, quality_csv_path, validation_gate_path
+from website_activity.adapters.lake import silver_path
+from website_activity.adapters.spark import spark_session
 from website_activity.cli import common_options, echo_err, main_wrapper, settings_from
-from website_activity.errors import ValidationFailed
-from website_activity.lake import silver_path
-from website_activity.spark import spark_session
-from website_activity.validate import run_validate, save_project
+from website_activity.core.catalog import data_docs_index, quality_csv_path, validation_gate_path
+from website_activity.core.errors import ValidationFailed
+from website_activity.stages.validate import run_validate, save_project
 
 
 def _relative(path, settings):

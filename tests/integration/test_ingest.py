@@ -12,12 +12,12 @@ from kafka import KafkaProducer
 
 from tests.conftest import make_settings
 from tests.unit.test_ingest import poison
-from website_activity.catalog import ingest_summary_path
-from website_activity.generator import FAULT_KINDS, EventGenerator
-from website_activity.ingest import ledger_entries, run_ingest
-from website_activity.lake import read_table
-from website_activity.produce import encode, run_produce, split_events
-from website_activity.topics import create_topics
+from website_activity.adapters.lake import read_table
+from website_activity.adapters.topics import create_topics
+from website_activity.core.catalog import ingest_summary_path
+from website_activity.simulate.generator import FAULT_KINDS, EventGenerator
+from website_activity.stages.ingest import ledger_entries, run_ingest
+from website_activity.stages.produce import encode, run_produce, split_events
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +129,7 @@ def test_deltalake_reads_the_same_silver_and_a_reset_lake_skips_no_batch(spark, 
     from deltalake import DeltaTable
 
     from tests.reliability.test_operator_input import isolated_env
-    from website_activity.ingest import checkpoint_app_id
+    from website_activity.stages.ingest import checkpoint_app_id
 
     s = make_settings(tmp_path, kafka__port=broker.port, kafka__controller_port=broker.controller_port,
                       topics__names=[f"r-{uuid.uuid4().hex[:8]}", f"s-{uuid.uuid4().hex[:8]}"],

@@ -18,11 +18,11 @@ from kafka import KafkaProducer
 
 from tests.conftest import make_settings
 from tests.integration.test_ingest import produced
-from website_activity.catalog import ingest_ledger_dir, ingest_summary_path
-from website_activity.lake import committed_batches
-from website_activity.generator import FAULT_KINDS
-from website_activity.produce import encode, run_produce
-from website_activity.topics import create_topics
+from website_activity.adapters.lake import committed_batches
+from website_activity.adapters.topics import create_topics
+from website_activity.core.catalog import ingest_ledger_dir, ingest_summary_path
+from website_activity.simulate.generator import FAULT_KINDS
+from website_activity.stages.produce import encode, run_produce
 
 pytestmark = pytest.mark.integration
 

@@ -8,13 +8,13 @@ import json
 import pytest
 from kafka import KafkaProducer
 
-from website_activity.catalog import produce_manifest_path
-from website_activity.config import Settings
-from website_activity.generator import FAULT_KINDS, EventGenerator
-from website_activity.ingest import run_ingest
-from website_activity.lake import read_table
-from website_activity.produce import run_produce, split_events
-from website_activity.topics import create_topics, delete_topics
+from website_activity.adapters.lake import read_table
+from website_activity.adapters.topics import create_topics, delete_topics
+from website_activity.core.catalog import produce_manifest_path
+from website_activity.core.config import Settings
+from website_activity.simulate.generator import FAULT_KINDS, EventGenerator
+from website_activity.stages.ingest import run_ingest
+from website_activity.stages.produce import run_produce, split_events
 
 pytestmark = pytest.mark.integration
 

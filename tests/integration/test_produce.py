@@ -14,11 +14,11 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from tests.reliability.test_operator_input import isolated_env
-from website_activity.broker import free_port
-from website_activity.catalog import ground_truth_path, produce_manifest_path
-from website_activity.generator import FAULT_KINDS, EventGenerator
-from website_activity.produce import run_produce, split_events
-from website_activity.topics import create_topics
+from website_activity.adapters.topics import create_topics
+from website_activity.core.catalog import ground_truth_path, produce_manifest_path
+from website_activity.devtools.broker import free_port
+from website_activity.simulate.generator import FAULT_KINDS, EventGenerator
+from website_activity.stages.produce import run_produce, split_events
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from website_activity.config import load_config
-from website_activity.errors import ConfigError
+from website_activity.core.config import load_config
+from website_activity.core.errors import ConfigError
 
 BASE = """
 kafka:
