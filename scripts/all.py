@@ -4,7 +4,7 @@ import sys
 import click
 
 from website_activity.cli import common_options, settings_from
-from website_activity.summary import run_all
+from website_activity.cli.summary import run_all
 
 
 @click.command()

@@ -1,4 +1,5 @@
-"""make bench: each stage of the pipeline beside its baseline, on services of its own (see website_activity.bench).
+"""make bench: each stage of the pipeline beside its baseline, on services of its own
+(see website_activity.devtools.bench).
 
     make bench                    # BENCH_EVENTS=1000000
     make bench QUICK=1            # 100k events
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from website_activity.bench import QUICK_EVENTS, run_bench, table, write_outputs
 from website_activity.cli import common_options, main_wrapper, settings_from
+from website_activity.devtools.bench import QUICK_EVENTS, run_bench, table, write_outputs
 
 
 @click.command()

@@ -2,9 +2,9 @@
 
 import click
 
-from website_activity.broker import EmbeddedBroker, broker_ready
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.errors import PipelineError
+from website_activity.core.errors import PipelineError
+from website_activity.devtools.broker import EmbeddedBroker, broker_ready
 
 
 @click.command()

@@ -1,8 +1,8 @@
 """make setup: the Spark driver's class-data sharing archive (.jvm/cds), written once per JDK and jar set."""
 import click
 
+from website_activity.adapters.spark import build_class_archive
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.spark import build_class_archive
 
 
 @click.command()

@@ -4,8 +4,8 @@ KRaft mode, a Spark standalone master and its workers), for PROFILE=cluster."""
 import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.cluster import KafkaCluster, SparkStandalone
-from website_activity.errors import PipelineError
+from website_activity.core.errors import PipelineError
+from website_activity.devtools.cluster import KafkaCluster, SparkStandalone
 
 
 @click.command()

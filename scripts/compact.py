@@ -2,9 +2,9 @@
 
 import click
 
+from website_activity.adapters.lake import TABLES, compact_table, is_table
+from website_activity.adapters.spark import spark_java, spark_session
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.lake import TABLES, compact_table, is_table
-from website_activity.spark import spark_java, spark_session
 
 
 @click.command()

@@ -5,11 +5,12 @@ import threading
 
 import click
 
+from website_activity.adapters.spark import spark_java, spark_session
+from website_activity.adapters.topics import check_topics
 from website_activity.cli import common_options, echo_err, main_wrapper, settings_from
-from website_activity.ingest import run_ingest, summary_path
-from website_activity.preflight import check_writable
-from website_activity.spark import spark_java, spark_session
-from website_activity.topics import check_topics
+from website_activity.cli.preflight import check_writable
+from website_activity.core.catalog import ingest_summary_path
+from website_activity.stages.ingest import run_ingest
 
 
 @click.command()
@@ -54,7 +55,7 @@ def main(profile, port, stream, duration, max_offsets):
                f"+ quarantined {s['quarantined']} + duplicates_removed {s['duplicates_removed']}; "
                f"quarantine by reason: {reasons}; late {s['late']} (not in gold)")
     click.echo(f"ingest: silver {s['silver_files']} files, {s['silver_avg_file_bytes'] / 1e6:.1f} MB on average; "
-               f"gold {s['gold_rows']} rows; summary in {summary_path(settings)}")
+               f"gold {s['gold_rows']} rows; summary in {ingest_summary_path(settings)}")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@ import threading
 
 import click
 
+from website_activity.adapters.spark import spark_java, spark_session
+from website_activity.adapters.topics import check_topics
 from website_activity.cli import common_options, echo_err, main_wrapper, settings_from
-from website_activity.live import DEFAULT_RATE, TRIGGER_S, VIEW_PORT, run_live, summary_lines
-from website_activity.preflight import check_writable
-from website_activity.spark import spark_java, spark_session
-from website_activity.topics import check_topics
+from website_activity.cli.live import DEFAULT_RATE, TRIGGER_S, VIEW_PORT, run_live, summary_lines
+from website_activity.cli.preflight import check_writable
 
 
 @click.command()

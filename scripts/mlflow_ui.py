@@ -7,7 +7,7 @@ import sys
 import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.train import artifact_location, ui_links
+from website_activity.stages.train.train import artifact_location, ui_links
 
 
 @click.command()

@@ -5,8 +5,8 @@ import sys
 import click
 
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.preflight import check_writable
-from website_activity.produce import run_produce
+from website_activity.cli.preflight import check_writable
+from website_activity.stages.produce import run_produce
 
 
 @click.command()

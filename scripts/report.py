@@ -2,11 +2,11 @@
 
 import click
 
+from website_activity.adapters.lake import silver_path
+from website_activity.adapters.spark import spark_session
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.lake import silver_path
-from website_activity.privacy import ip_pseudonymiser
-from website_activity.report import run_report
-from website_activity.spark import spark_session
+from website_activity.stages.report.privacy import ip_pseudonymiser
+from website_activity.stages.report.report import run_report
 
 
 @click.command()

@@ -2,11 +2,11 @@
 
 import click
 
+from website_activity.adapters.lake import silver_path
+from website_activity.adapters.spark import spark_session
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.lake import silver_path
-from website_activity.preflight import check_tracking_store
-from website_activity.score import champion_uri, run_score
-from website_activity.spark import spark_session
+from website_activity.cli.preflight import check_tracking_store
+from website_activity.stages.score import champion_uri, run_score
 
 
 @click.command()

@@ -2,8 +2,8 @@
 
 import click
 
+from website_activity.adapters.topics import create_topics, delete_topics
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.topics import create_topics, delete_topics
 
 
 @click.command()

@@ -2,12 +2,12 @@
 
 import click
 
+from website_activity.adapters.lake import silver_path
+from website_activity.adapters.spark import spark_session
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.lake import silver_path
-from website_activity.preflight import check_tracking_store
-from website_activity.spark import spark_session
-from website_activity.train import run_train
-from website_activity.gate import require_gate
+from website_activity.cli.preflight import check_tracking_store
+from website_activity.stages.train.gate import require_gate
+from website_activity.stages.train.train import run_train
 
 
 @click.command()

@@ -2,12 +2,12 @@
 
 import click
 
-from website_activity.catalog import data_docs_index, quality_csv_path
+from website_activity.adapters.lake import silver_path
+from website_activity.adapters.spark import spark_session
 from website_activity.cli import common_options, echo_err, main_wrapper, settings_from
-from website_activity.errors import ValidationFailed
-from website_activity.lake import silver_path
-from website_activity.spark import spark_session
-from website_activity.validate import latest_path, run_validate, save_project
+from website_activity.core.catalog import data_docs_index, quality_csv_path, validation_gate_path
+from website_activity.core.errors import ValidationFailed
+from website_activity.stages.validate import run_validate, save_project
 
 
 def _relative(path, settings):
@@ -43,10 +43,10 @@ def main(profile, port, save_only):
             echo_err(f"  [{f.suite}] {f.describe()}")
         echo_err(f"  {where}")
         raise ValidationFailed(f"{len(failed)} of {exc.report.expectations} expectations failed "
-                               f"(listed above; details in {_relative(latest_path(settings), settings)})",
+                               f"(listed above; details in {_relative(validation_gate_path(settings), settings)})",
                                exc.report) from exc
     click.echo(f"validate: passed, {report.expectations} expectations on {report.rows} rows "
-               f"({report.seconds:.1f}s); {where}; gate {_relative(latest_path(settings), settings)}")
+               f"({report.seconds:.1f}s); {where}; gate {_relative(validation_gate_path(settings), settings)}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from website_activity.config import Settings, load_config
+from website_activity.core.config import Settings, load_config
 
 # Every path of the configuration except the fetched jars is an output: tests move them all.
 INPUT_PATHS = ("jvm",)
@@ -41,7 +41,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def spark(settings: Settings):
     """One local[2] SparkSession (UI off, few shuffle partitions, Kafka source on the classpath)."""
-    from website_activity.spark import get_spark, stop_spark
+    from website_activity.adapters.spark import get_spark, stop_spark
 
     session = get_spark(settings, app_suffix="tests")
     yield session

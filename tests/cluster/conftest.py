@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from tests.conftest import output_paths
-from website_activity.broker import free_port
-from website_activity.cluster import KafkaCluster, SparkStandalone
-from website_activity.config import Settings
+from website_activity.core.config import Settings
+from website_activity.devtools.broker import free_port
+from website_activity.devtools.cluster import KafkaCluster, SparkStandalone
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ from kafka import KafkaConsumer, TopicPartition
 
 from tests.cluster.conftest import read_json, run_stage, stage_env, start_stage, topic_names
 from tests.conftest import make_settings
-from website_activity.broker import EmbeddedBroker, free_port
-from website_activity.lake import read_silver
+from website_activity.adapters.lake import read_silver
+from website_activity.devtools.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.cluster
 

@@ -20,8 +20,8 @@ import pytest
 
 from tests.browser import open_page
 from tests.integration.test_report import raw_ip_hits
-from website_activity.broker import free_port
-from website_activity.report import REPORT_FILES
+from website_activity.devtools.broker import free_port
+from website_activity.stages.report.report import REPORT_FILES
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

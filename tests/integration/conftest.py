@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_settings
-from website_activity.broker import EmbeddedBroker, free_port
-from website_activity.config import Settings
+from website_activity.core.config import Settings
+from website_activity.devtools.broker import EmbeddedBroker, free_port
 
 
 @pytest.fixture(scope="session")

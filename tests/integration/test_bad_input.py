@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from website_activity.broker import EmbeddedBroker, free_port
-from website_activity.errors import PipelineError
+from website_activity.core.errors import PipelineError
+from website_activity.devtools.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from website_activity.bench import CSV_FIELDS, STAGES
+from website_activity.devtools.bench import CSV_FIELDS, STAGES
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,11 +12,12 @@ from kafka import KafkaProducer
 
 from tests.conftest import make_settings
 from tests.unit.test_ingest import poison
-from website_activity.generator import FAULT_KINDS, EventGenerator
-from website_activity.ingest import ledger_entries, run_ingest, summary_path
-from website_activity.lake import read_table
-from website_activity.produce import encode, run_produce, split_events
-from website_activity.topics import create_topics
+from website_activity.adapters.lake import read_table
+from website_activity.adapters.topics import create_topics
+from website_activity.core.catalog import ingest_summary_path
+from website_activity.simulate.generator import FAULT_KINDS, EventGenerator
+from website_activity.stages.ingest import ledger_entries, run_ingest
+from website_activity.stages.produce import encode, run_produce, split_events
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def test_a_mixed_stream_reconciles_exactly_and_a_second_run_adds_no_duplicates(s
     records = 2000 + len(dups) + len(bad) + len(late)
 
     first = run_ingest(spark, s)
-    summary = json.loads(summary_path(s).read_text())
+    summary = json.loads(ingest_summary_path(s).read_text())
     assert first.batches >= 3 and summary == first.summary
     # the equation, exactly, from the ledger and from the tables
     assert (summary["records_read"], summary["silver"], summary["quarantined"], summary["duplicates_removed"]) == (
@@ -107,7 +108,7 @@ def test_a_mixed_stream_reconciles_exactly_and_a_second_run_adds_no_duplicates(s
     send(s, [(topic_of[e["event_id"]], e["session_id"].encode(), encode(e)) for e in resent])
     second = run_ingest(spark, s)
     assert (second.input_rows, second.silver_rows, second.duplicates_removed) == (320, 300, 20)
-    summary = json.loads(summary_path(s).read_text())
+    summary = json.loads(ingest_summary_path(s).read_text())
     assert summary["records_read"] == records + 320 and summary["duplicates_removed"] == len(dups) + 20
     assert summary["reconciled"] is True
     silver = read_table(spark, s, "silver")
@@ -128,7 +129,7 @@ def test_deltalake_reads_the_same_silver_and_a_reset_lake_skips_no_batch(spark, 
     from deltalake import DeltaTable
 
     from tests.reliability.test_operator_input import isolated_env
-    from website_activity.ingest import checkpoint_app_id
+    from website_activity.stages.ingest import checkpoint_app_id
 
     s = make_settings(tmp_path, kafka__port=broker.port, kafka__controller_port=broker.controller_port,
                       topics__names=[f"r-{uuid.uuid4().hex[:8]}", f"s-{uuid.uuid4().hex[:8]}"],

@@ -18,11 +18,11 @@ from kafka import KafkaProducer
 
 from tests.conftest import make_settings
 from tests.integration.test_ingest import produced
-from website_activity.ingest import ledger_dir, summary_path
-from website_activity.lake import committed_batches
-from website_activity.generator import FAULT_KINDS
-from website_activity.produce import encode, run_produce
-from website_activity.topics import create_topics
+from website_activity.adapters.lake import committed_batches
+from website_activity.adapters.topics import create_topics
+from website_activity.core.catalog import ingest_ledger_dir, ingest_summary_path
+from website_activity.simulate.generator import FAULT_KINDS
+from website_activity.stages.produce import encode, run_produce
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,8 @@ def sigkill_driver(proc: subprocess.Popen) -> None:
 
 
 def ledger_ids(settings) -> set[int]:
-    return {int(p.stem) for p in ledger_dir(settings).glob("[0-9]*.json")} if ledger_dir(settings).is_dir() else set()
+    folder = ingest_ledger_dir(settings)
+    return {int(p.stem) for p in folder.glob("[0-9]*.json")} if folder.is_dir() else set()
 
 
 def batches_in(settings, table: str) -> set[int]:
@@ -95,7 +96,7 @@ def batches_in(settings, table: str) -> set[int]:
 
 def empty_batches(settings) -> set[int]:
     """Batches with no valid event (nothing for silver to commit)."""
-    return {int(p.stem) for p in ledger_dir(settings).glob("[0-9]*.json")
+    return {int(p.stem) for p in ingest_ledger_dir(settings).glob("[0-9]*.json")
             if json.loads(p.read_text())["records_read"] == json.loads(p.read_text())["quarantined"]}
 
 
@@ -145,18 +146,18 @@ def test_sigkill_mid_stream_three_times_then_restart_loses_and_doubles_nothing(b
     points.append(("after a batch's ledger entry", len(ledger_ids(s))))
     assert len(points) == 3 and points[0][1], points
 
-    read_so_far = sum(json.loads(f.read_text())["records_read"] for f in ledger_dir(s).glob("[0-9]*.json"))
+    read_so_far = sum(json.loads(f.read_text())["records_read"] for f in ingest_ledger_dir(s).glob("[0-9]*.json"))
     assert 0 < read_so_far < records  # the kills happened mid-stream
 
     # restart: stream until everything is read, then SIGTERM: a clean stop after the last commit
     proc = start_stream(s, log)
     wait_for(lambda: sum(json.loads(f.read_text())["records_read"]
-                         for f in ledger_dir(s).glob("[0-9]*.json")) >= records, proc, log, timeout=600)
+                         for f in ingest_ledger_dir(s).glob("[0-9]*.json")) >= records, proc, log, timeout=600)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
     assert "SIGTERM received" in log.read_text()
 
-    summary = json.loads(summary_path(s).read_text())
+    summary = json.loads(ingest_summary_path(s).read_text())
     assert summary["reconciled"] is True
     assert (summary["records_read"], summary["silver"], summary["quarantined"], summary["duplicates_removed"]) == (
         records, EVENTS, 3, len(dups))

@@ -20,8 +20,8 @@ import pytest
 
 from tests.browser import open_app
 from tests.conftest import make_settings, output_paths
-from website_activity.live import run_live
-from website_activity.topics import create_topics
+from website_activity.adapters.topics import create_topics
+from website_activity.cli.live import run_live
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

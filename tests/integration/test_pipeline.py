@@ -8,12 +8,13 @@ import json
 import pytest
 from kafka import KafkaProducer
 
-from website_activity.config import Settings
-from website_activity.generator import FAULT_KINDS, EventGenerator
-from website_activity.ingest import run_ingest
-from website_activity.lake import read_table
-from website_activity.produce import manifest_path, run_produce, split_events
-from website_activity.topics import create_topics, delete_topics
+from website_activity.adapters.lake import read_table
+from website_activity.adapters.topics import create_topics, delete_topics
+from website_activity.core.catalog import produce_manifest_path
+from website_activity.core.config import Settings
+from website_activity.simulate.generator import FAULT_KINDS, EventGenerator
+from website_activity.stages.ingest import run_ingest
+from website_activity.stages.produce import run_produce, split_events
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ def test_every_event_lands_in_silver_exactly_once(spark, kafka_settings) -> None
     create_topics(s)
     results = run_produce(s, 3001, seed=5)
     assert [r.sent for r in results] == [1501, 1500] and sum(r.failed for r in results) == 0
-    assert json.loads(manifest_path(s).read_text())["sent"] == 3001
+    assert json.loads(produce_manifest_path(s).read_text())["sent"] == 3001
 
     # malformed records travel the same topics and must be kept aside, not lost
     p = KafkaProducer(bootstrap_servers=s.bootstrap_servers)

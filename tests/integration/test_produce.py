@@ -14,11 +14,11 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from tests.reliability.test_operator_input import isolated_env
-from website_activity.broker import free_port
-from website_activity.catalog import ground_truth_path
-from website_activity.generator import FAULT_KINDS, EventGenerator
-from website_activity.produce import manifest_path, run_produce, split_events
-from website_activity.topics import create_topics
+from website_activity.adapters.topics import create_topics
+from website_activity.core.catalog import ground_truth_path, produce_manifest_path
+from website_activity.devtools.broker import free_port
+from website_activity.simulate.generator import FAULT_KINDS, EventGenerator
+from website_activity.stages.produce import run_produce, split_events
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def test_produce_n_consume_n_plus_the_faults(kafka_settings) -> None:
     create_topics(s)
     n, seed = 4001, 3
     run = run_produce(s, n, seed)
-    m = json.loads(manifest_path(s).read_text())
+    m = json.loads(produce_manifest_path(s).read_text())
     assert m == run.manifest
     extra = sum(m["faults"][k] for k in FAULT_KINDS if k != "late")  # late events are among the n
     assert m["faults"]["duplicate"] > 0 and extra > m["faults"]["duplicate"]  # the defaults inject faults

@@ -16,8 +16,8 @@ import pytest
 from tests.browser import open_page
 from tests.conftest import make_settings
 from tests.integration.train_data import generate, write_silver
-from website_activity.config import Settings
-from website_activity.errors import PipelineError
+from website_activity.core.config import Settings
+from website_activity.core.errors import PipelineError
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +32,8 @@ ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 @pytest.fixture(scope="module")
 def lake(spark, tmp_path_factory) -> Settings:
     """600 generated events, three of them with hostile page URLs; silver and gold as ingest writes them."""
-    from website_activity.ingest import gold_frame
-    from website_activity.lake import read_table, write_batch
+    from website_activity.adapters.lake import read_table, write_batch
+    from website_activity.stages.ingest import gold_frame
 
     # Every page in the dashboard's table, so that the hostile ones are there too.
     settings = make_settings(tmp_path_factory.mktemp("report"), mlflow__experiment="test-report-none",
@@ -50,7 +50,7 @@ def lake(spark, tmp_path_factory) -> Settings:
 
 @pytest.fixture(scope="module")
 def reported(spark, lake: Settings) -> list[Path]:
-    from website_activity.report import run_report
+    from website_activity.stages.report.report import run_report
 
     return run_report(spark, lake)
 
@@ -65,7 +65,8 @@ def header(path: Path) -> list[str]:
 
 
 def test_every_report_is_written_with_its_header(reported: list[Path], lake: Settings):
-    from website_activity.report import COEFFICIENTS_HEADER, FIVE_VS_HEADER, MODEL_METRICS_HEADER, REPORT_FILES
+    from website_activity.stages.report.report import (COEFFICIENTS_HEADER, FIVE_VS_HEADER, MODEL_METRICS_HEADER,
+                                                       REPORT_FILES)
 
     out = lake.path("reports")
     assert sorted(p.name for p in reported) == sorted(REPORT_FILES)
@@ -88,7 +89,7 @@ def test_every_report_is_written_with_its_header(reported: list[Path], lake: Set
 def test_the_csvs_reconcile_with_the_lake(spark, reported: list[Path], lake: Settings):
     from pyspark.sql import functions as F
 
-    from website_activity.lake import read_silver
+    from website_activity.adapters.lake import read_silver
 
     silver = read_silver(spark, lake)
     truth = silver.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("session_id").alias("sessions"),
@@ -134,7 +135,7 @@ def test_the_csvs_reconcile_with_the_lake(spark, reported: list[Path], lake: Set
 
 
 def silver_ips(spark, settings: Settings) -> set[str]:
-    from website_activity.lake import read_silver
+    from website_activity.adapters.lake import read_silver
 
     return {r[0] for r in read_silver(spark, settings).select("ip_address").distinct().collect()}
 
@@ -163,8 +164,8 @@ def test_no_raw_ip_address_appears_in_the_reports(spark, reported: list[Path], l
 
 
 def test_hash_mode_needs_its_key_and_hides_the_networks_too(spark, lake: Settings, monkeypatch, tmp_path):
-    from website_activity.privacy import hash_ip
-    from website_activity.report import run_report
+    from website_activity.stages.report.privacy import hash_ip
+    from website_activity.stages.report.report import run_report
 
     hashed = make_settings(lake.path("data").parent, report__ip_mode="hash", mlflow__experiment="test-report-none",
                            paths__reports=str(tmp_path / "reports"))

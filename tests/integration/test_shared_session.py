@@ -1,7 +1,7 @@
 """`make all`'s Spark stages share one process and one SparkSession, each with its own log.
 
 A child process runs two routed stages (:func:`website_activity.cli.stage_output`) on one
-:func:`website_activity.spark.shared_session`, as ``make all`` does with ingest .. report: the
+:func:`website_activity.adapters.spark.shared_session`, as ``make all`` does with ingest .. report: the
 JVM starts once, what it prints while a stage runs lands in that stage's log (not the first
 stage's, whose descriptors it inherited), the stages' own lines reach the terminal, and no
 Spark process outlives the block.
@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent("""
     import os, click
+    from website_activity.adapters.spark import shared_session, spark_session
     from website_activity.cli import stage_output
-    from website_activity.config import load_config
-    from website_activity.spark import shared_session, spark_session
+    from website_activity.core.config import load_config
 
     settings = load_config(None, {})
     pids = []

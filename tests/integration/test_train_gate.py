@@ -10,14 +10,14 @@ from click.testing import CliRunner
 from pyspark.sql import functions as F
 
 from tests.conftest import make_settings
-from website_activity.config import Settings, repo_root
-from website_activity.errors import PipelineError, ValidationFailed
-from website_activity.generator import EventGenerator
-from website_activity.ingest import parse_records, split_valid
-from website_activity.lake import read_table, write_batch
-from website_activity.train import run_train
-from website_activity.gate import check_gate
-from website_activity.validate import run_validate
+from website_activity.adapters.lake import read_table, write_batch
+from website_activity.core.config import Settings, repo_root
+from website_activity.core.errors import PipelineError, ValidationFailed
+from website_activity.simulate.generator import EventGenerator
+from website_activity.stages.ingest import parse_records, split_valid
+from website_activity.stages.train.gate import check_gate
+from website_activity.stages.train.train import run_train
+from website_activity.stages.validate import run_validate
 
 pytestmark = pytest.mark.integration
 

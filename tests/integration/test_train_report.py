@@ -22,8 +22,8 @@ import requests
 from tests.browser import open_app
 from tests.conftest import make_settings
 from tests.integration.train_data import generate, write_ground_truth, write_silver
-from website_activity.config import Settings, repo_root
-from website_activity.errors import PipelineError
+from website_activity.core.config import Settings, repo_root
+from website_activity.core.errors import PipelineError
 
 pytestmark = pytest.mark.integration
 
@@ -61,8 +61,8 @@ def silver_table(spark, stage_settings: Settings) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(spark, stage_settings: Settings, silver_table: Path) -> dict:
-    from website_activity.train import run_train
-    from website_activity.validate import run_validate
+    from website_activity.stages.train.train import run_train
+    from website_activity.stages.validate import run_validate
 
     run_validate(spark, stage_settings)  # the gate: make train refuses a lake that was not validated
     return run_train(spark, stage_settings)
@@ -70,7 +70,7 @@ def trained(spark, stage_settings: Settings, silver_table: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def rerun(spark, stage_settings: Settings, trained: dict) -> dict:
-    from website_activity.train import run_train
+    from website_activity.stages.train.train import run_train
 
     return run_train(spark, stage_settings)
 
@@ -78,7 +78,7 @@ def rerun(spark, stage_settings: Settings, trained: dict) -> dict:
 @pytest.fixture(scope="module")
 def worse(spark, stage_settings: Settings, rerun: dict) -> dict:
     """A model that cannot rank: a regularisation so strong that every coefficient is zero."""
-    from website_activity.train import run_train
+    from website_activity.stages.train.train import run_train
 
     s = make_settings(stage_settings.path("data").parent, mlflow__experiment=EXPERIMENT, mlflow__log_model=True,
                       mlflow__registered_model=MODEL, train__reg_params=[100.0], train__elastic_net_params=[1.0])
@@ -92,9 +92,9 @@ def client(settings: Settings):
 
 
 def test_missing_silver_is_one_clear_error(spark, tmp_path):
-    from website_activity.report import run_report
-    from website_activity.score import run_score
-    from website_activity.train import run_train
+    from website_activity.stages.report.report import run_report
+    from website_activity.stages.score import run_score
+    from website_activity.stages.train.train import run_train
 
     empty = make_settings(tmp_path)  # nothing ingested: no silver folder
     for run in (run_train, run_report, run_score):
@@ -211,7 +211,7 @@ def test_exported_model_loads_and_predicts_with_the_tuned_threshold(spark, train
                                                                     stage_settings: Settings):
     from pyspark.ml import PipelineModel
 
-    from website_activity.features import read_features
+    from website_activity.stages.features import read_features
 
     model = PipelineModel.load(str(stage_settings.path("models") / "champion" / "model"))
     assert model.stages[-1].getThreshold() == pytest.approx(trained["threshold"])
@@ -244,8 +244,8 @@ def test_a_worse_model_does_not_take_champion(worse: dict, trained: dict, stage_
 
 
 def test_score_writes_predictions_of_the_champion(spark, worse: dict, trained: dict, stage_settings: Settings):
-    from website_activity.features import read_features
-    from website_activity.score import PREDICTION_COLUMNS, run_score
+    from website_activity.stages.features import read_features
+    from website_activity.stages.score import PREDICTION_COLUMNS, run_score
 
     r = run_score(spark, stage_settings)
 
@@ -268,7 +268,8 @@ def test_score_writes_predictions_of_the_champion(spark, worse: dict, trained: d
 
 
 def test_report_shows_the_runs_and_the_champion(spark, worse: dict, trained: dict, stage_settings: Settings):
-    from website_activity.report import COEFFICIENTS_HEADER, MODEL_METRICS_HEADER, REPORT_FILES, run_report
+    from website_activity.stages.report.report import (COEFFICIENTS_HEADER, MODEL_METRICS_HEADER, REPORT_FILES,
+                                                       run_report)
 
     paths = run_report(spark, stage_settings)
 
@@ -316,7 +317,7 @@ def test_report_shows_the_runs_and_the_champion(spark, worse: dict, trained: dic
 
 def test_mlflow_ui_answers_lists_the_run_and_opens_on_the_training_runs(trained: dict, stage_settings: Settings,
                                                                         tmp_path):
-    from website_activity.broker import free_port
+    from website_activity.devtools.broker import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WA__")}

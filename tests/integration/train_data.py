@@ -9,10 +9,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from website_activity.config import Settings
-from website_activity.generator import EventGenerator
-from website_activity.ingest import parse_records, split_valid
-from website_activity.lake import write_batch
+from website_activity.adapters.lake import write_batch
+from website_activity.core.config import Settings
+from website_activity.simulate.generator import EventGenerator
+from website_activity.stages.ingest import parse_records, split_valid
 
 
 class Generated(list):

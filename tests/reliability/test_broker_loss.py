@@ -16,10 +16,10 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.reliability.test_operator_input import isolated_env
-from website_activity.broker import EmbeddedBroker, free_port
-from website_activity.ingest import run_ingest
-from website_activity.lake import read_table
-from website_activity.topics import create_topics
+from website_activity.adapters.lake import read_table
+from website_activity.adapters.topics import create_topics
+from website_activity.devtools.broker import EmbeddedBroker, free_port
+from website_activity.stages.ingest import run_ingest
 
 pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]

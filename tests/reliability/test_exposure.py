@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_ingest_crash import children
-from website_activity.broker import EmbeddedBroker, free_port
+from website_activity.devtools.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]

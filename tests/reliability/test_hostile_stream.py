@@ -15,9 +15,9 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from tests.conftest import make_settings
 from tests.unit.test_ingest import poison, sample_events
-from website_activity.ingest import run_ingest
-from website_activity.lake import read_table
-from website_activity.produce import encode
+from website_activity.adapters.lake import read_table
+from website_activity.stages.ingest import run_ingest
+from website_activity.stages.produce import encode
 
 pytestmark = pytest.mark.reliability
 BIG = 5 * 1024 * 1024

@@ -1,7 +1,7 @@
 """Ingest killed at exact points of a micro-batch, chosen by a seed, and restarted each time.
 
 `make ingest` (scripts/ingest.py) runs with ``WA_FAILPOINT=<point>@<n>``: the n-th time the job
-passes ``point`` it SIGKILLs its Spark driver JVM and itself (website_activity.failpoints). The
+passes ``point`` it SIGKILLs its Spark driver JVM and itself (website_activity.adapters.failpoints). The
 points cover the checkpoint and the Delta commits of a batch:
 
 * ``batch.start``: Spark has logged the batch's offsets in the checkpoint, nothing is written;
@@ -32,10 +32,10 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.reliability.test_operator_input import isolated_env
-from website_activity.ingest import ledger_dir, summary_path
-from website_activity.lake import table_stats
-from website_activity.produce import run_produce
-from website_activity.topics import create_topics
+from website_activity.adapters.lake import table_stats
+from website_activity.adapters.topics import create_topics
+from website_activity.core.catalog import ingest_ledger_dir, ingest_summary_path
+from website_activity.stages.produce import run_produce
 
 pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def before_dates(settings) -> set[str]:
 
 
 def batches_done(settings) -> int:
-    return len(list(ledger_dir(settings).glob("[0-9]*.json"))) if ledger_dir(settings).is_dir() else 0
+    return len(list(ingest_ledger_dir(settings).glob("[0-9]*.json"))) if ingest_ledger_dir(settings).is_dir() else 0
 
 
 def test_seeded_kill_points_then_restart_lose_and_double_nothing(broker, tmp_path) -> None:
@@ -96,7 +96,7 @@ def test_seeded_kill_points_then_restart_lose_and_double_nothing(broker, tmp_pat
     assert progress[-1] > 0  # the kills moved through the stream
 
     assert ingest(env, log) == 0, log.read_text()[-3000:]
-    summary = json.loads(summary_path(s).read_text())
+    summary = json.loads(ingest_summary_path(s).read_text())
     assert summary["reconciled"] is True
     assert summary["records_read"] == manifest["sent"] == summary["tables"]["bronze"]["rows"]
     assert summary["duplicates_removed"] == manifest["faults"]["duplicate"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import output_paths
-from website_activity.broker import EmbeddedBroker, free_port
+from website_activity.devtools.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ import pytest
 from tests.conftest import make_settings
 from tests.reliability.test_exposure import listening
 from tests.reliability.test_operator_input import isolated_env, one_error
-from website_activity.broker import EmbeddedBroker, broker_ready, free_port
-from website_activity.config import load_config
-from website_activity.train import config_hash
+from website_activity.core.config import load_config
+from website_activity.devtools.broker import EmbeddedBroker, broker_ready, free_port
+from website_activity.stages.train.train import config_hash
 
 pytestmark = pytest.mark.reliability
 ROOT = Path(__file__).resolve().parents[2]

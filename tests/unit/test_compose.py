@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from website_activity.config import load_config
+from website_activity.core.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from website_activity.config import load_config
-from website_activity.errors import ConfigError
+from website_activity.core.config import load_config
+from website_activity.core.errors import ConfigError
 
 BASE = """
 kafka:
@@ -20,8 +20,6 @@ topics:
   replication_factor: 1
   min_insync_replicas: 1
 schema:
-  fields:
-    - {name: event_id, type: string, required: true}
   enums: {}
 train:
   test_fraction: 0.25

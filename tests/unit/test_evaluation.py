@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from website_activity.evaluation import best_threshold, binary_metrics, oracle_metrics, oracle_model_metrics
-from website_activity.registry import decide
+from website_activity.adapters.registry import decide
+from website_activity.stages.train.evaluation import (best_threshold, binary_metrics, oracle_metrics,
+                                                      oracle_model_metrics)
 
 LABELS = np.array([0, 0, 0, 0, 1, 1, 0, 1])
 PROBS = np.array([0.1, 0.2, 0.3, 0.4, 0.35, 0.8, 0.6, 0.9])
@@ -84,7 +85,7 @@ def test_promotion_rule(auc, minimum, gate, champion, promoted, reason):
 
 
 def test_true_signs_compare_one_hot_columns_with_their_siblings():
-    from website_activity.evaluation import true_signs
+    from website_activity.stages.train.evaluation import true_signs
 
     per_unit = {"n_views": -0.1, "n_product_views": 0.2, "n_cart_adds": 0.8, "reached_checkout": 1.7,
                 "used_search": 0.3, "returning": 0.5, "device_type_onehot_desktop": 0.4,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from website_activity.files import atomic_path, read_json, write_json, write_text
+from website_activity.adapters.files import atomic_path, read_json, write_json, write_text
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path) -> None:

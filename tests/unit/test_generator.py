@@ -10,13 +10,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from website_activity.config import load_config
-from website_activity.errors import ConfigError
-from website_activity.generator import (EVENTS_PER_SESSION, FAULT_KINDS, FEATURES, LIVE_RATE, LIVE_WARMUP_S,
-                                        NO_COORDINATE, TRUE_COEFFICIENTS, EventGenerator, conversion_probability,
-                                        live_event_rate, parse_start, sessions_per_hour)
-from website_activity.produce import encode, split_events
-from website_activity.schema import EVENT_FIELDS
+from website_activity.core.config import load_config
+from website_activity.core.errors import ConfigError
+from website_activity.core.schema import EVENT_FIELDS
+from website_activity.simulate.generator import (EVENTS_PER_SESSION, FAULT_KINDS, FEATURES, LIVE_RATE, LIVE_WARMUP_S,
+                                                 NO_COORDINATE, TRUE_COEFFICIENTS, EventGenerator,
+                                                 conversion_probability, live_event_rate, parse_start,
+                                                 sessions_per_hour)
+from website_activity.stages.produce import encode, split_events
 
 SETTINGS = load_config("local", environ={})
 ENUMS = SETTINGS["schema"]["enums"]

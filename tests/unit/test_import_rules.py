@@ -1,14 +1,20 @@
 """What may import what, checked on the source tree (every import, at module level or in a function).
 
-The package is flat for now; these groups are its parts (docs/layout.md):
+The package's folders are its layers (docs/layout.md):
 
-* core: the configuration, errors, the one event schema, the catalog of paths between stages,
-  atomic files, Kafka's security settings. Imports nothing of ours outside core and no engine.
-* stages: produce, ingest, validate, train, score, report (with its dashboard). A stage never
-  imports another stage: they meet through catalog paths (validate's gate for train is gate.py).
-* runners: what runs stages in order or together (cli, summary for make all, live).
-* devtools: the broker and cluster harnesses, TLS material, the bench. Nothing of the pipeline
-  imports them (Make runs them through scripts/).
+* core/: errors, the configuration, the one event schema, the catalog of paths between stages.
+  Imports nothing of ours outside core and no engine.
+* adapters/: one per outside system (files, the Delta lake, Spark, the JVM, Kafka, MLflow), and
+  the crash tests' failpoints. Import core and adapters only: never a stage, the simulator, the
+  CLI or the devtools.
+* simulate/: the traffic model. Imports core only.
+* stages/: produce, ingest, validate, train, score, report, in run order (a module or a package
+  each), and features (the model's inputs train fits on and score applies: shared by the two, not
+  a stage). A stage never imports another stage: they meet through core.catalog's paths.
+* cli/: the click helpers, preflight, the runners (make all, make live): the only layer of the
+  pipeline that calls stages.
+* devtools/: the broker and cluster harnesses, TLS material, the bench. Nothing of the pipeline
+  imports them (Make runs them through scripts/); they may use every part of it.
 """
 
 from __future__ import annotations
@@ -18,69 +24,118 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "website_activity"
-CORE = {"errors", "config", "schema", "catalog", "files", "kafka_security"}
-STAGES = {"produce": {"produce"}, "ingest": {"ingest"}, "validate": {"validate", "data_docs"},
-          "train": {"train"}, "score": {"score"}, "report": {"report", "dashboard"}}
-RUNNERS = {"cli", "summary", "live"}
-DEVTOOLS = {"broker", "cluster", "tls", "bench"}
+LAYERS = ("core", "adapters", "simulate", "stages", "cli", "devtools")
+STAGES = ("produce", "ingest", "validate", "train", "score", "report")
+SHARED = {"features"}  # under stages/, imported by more than one stage, itself no stage
 # Third-party packages core may use: the configuration's YAML parser, nothing else.
 CORE_THIRD_PARTY = {"yaml"}
+STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 
 
-def imports(module: str) -> tuple[set[str], set[str]]:
-    """(our modules, other top-level packages) that ``module`` imports anywhere in its source."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+def modules() -> dict[str, Path]:
+    """Every module of the package by dotted name under website_activity (``stages.train.gate``)."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def imports(path: Path) -> tuple[set[str], set[str]]:
+    """(our modules as dotted names under website_activity, other top-level packages) that the
+    file imports anywhere in its source."""
     ours, others = set(), set()
-    for node in ast.walk(tree):
-        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                 else [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            if node.module.startswith("website_activity"):  # from website_activity.x import y: y may be a module
+                names += [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            assert not isinstance(node, ast.ImportFrom), f"{path}: a relative import"
+            continue
         for name in names:
-            if name == "website_activity":
-                ours.update(a.name for a in node.names)
-            elif name.startswith("website_activity."):
-                ours.add(name.split(".")[1])
+            if name == "website_activity" or name.startswith("website_activity."):
+                if name != "website_activity":
+                    ours.add(name.removeprefix("website_activity."))
             else:
                 others.add(name.split(".")[0])
     return ours, others
 
 
-def modules() -> list[str]:
-    return sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+def layer(name: str) -> str:
+    return name.split(".")[0]
 
 
-def test_every_module_is_in_the_tree_the_groups_describe() -> None:
-    grouped = CORE | set().union(*STAGES.values()) | RUNNERS | DEVTOOLS
-    assert grouped <= set(modules())  # no group names a module that is gone
+def stage(name: str) -> str | None:
+    """The stage a dotted name belongs to (``stages.validate.suites`` -> ``validate``), else None."""
+    parts = name.split(".")
+    return parts[1] if parts[0] == "stages" and len(parts) > 1 and parts[1] in STAGES else None
+
+
+def known(ours: set[str]) -> set[str]:
+    """Only the names that are modules (``from website_activity.core.config import Settings``
+    yields ``core.config.Settings`` too)."""
+    return ours & set(modules())
+
+
+def test_every_module_sits_in_a_layer() -> None:
+    found = modules()
+    assert {layer(m) for m in found if m} <= set(LAYERS), sorted({layer(m) for m in found} - set(LAYERS))
+    assert not [m for m in found if "." not in m and m and m not in LAYERS]  # nothing loose at the top
+    for name in STAGES:
+        assert f"stages.{name}" in found, name  # the stages the rules name exist
+    assert {f"stages.{s}" for s in SHARED} <= set(found)
 
 
 def test_core_imports_only_core_and_no_engine() -> None:
-    stdlib = set(sys.stdlib_module_names) | {"__future__"}
-    for module in sorted(CORE):
-        ours, others = imports(module)
-        assert ours <= CORE, (module, ours - CORE)
-        assert others <= stdlib | CORE_THIRD_PARTY, (module, others - stdlib - CORE_THIRD_PARTY)
+    for name, path in modules().items():
+        if layer(name) != "core":
+            continue
+        ours, others = imports(path)
+        assert {layer(m) for m in ours} <= {"core"}, (name, ours)
+        assert others <= STDLIB | CORE_THIRD_PARTY, (name, others - STDLIB - CORE_THIRD_PARTY)
+
+
+def test_adapters_and_the_simulator_import_no_stage_cli_or_devtools() -> None:
+    allowed = {"adapters": {"core", "adapters"}, "simulate": {"core", "simulate"}}
+    for name, path in modules().items():
+        if layer(name) in allowed:
+            ours, _ = imports(path)
+            assert {layer(m) for m in ours} <= allowed[layer(name)], (name, ours)
 
 
 def test_a_stage_never_imports_another_stage() -> None:
-    owner = {m: stage for stage, members in STAGES.items() for m in members}
-    for module, stage in owner.items():
-        ours, _ = imports(module)
-        others = {owner[m] for m in ours if m in owner} - {stage}
-        assert not others, f"{module} ({stage}) imports the stage(s) {sorted(others)}"
+    for name, path in modules().items():
+        if layer(name) != "stages":
+            continue
+        ours, _ = imports(path)
+        own = stage(name)
+        assert {layer(m) for m in ours} <= {"core", "adapters", "simulate", "stages"}, (name, ours)
+        others = {stage(m) for m in ours if stage(m)} - {own}
+        assert not others, f"{name} imports the stage(s) {sorted(others)}"
+        shared = {m for m in known(ours) if layer(m) == "stages" and not stage(m)}
+        assert shared <= {"stages"} | {f"stages.{s}" for s in SHARED}, (name, shared)
+
+
+def test_the_shared_stage_modules_import_no_stage() -> None:
+    for name in SHARED:
+        ours, _ = imports(modules()[f"stages.{name}"])
+        assert not {stage(m) for m in ours if stage(m)}, (name, ours)
+
+
+def test_only_the_cli_calls_stages() -> None:
+    for name, path in modules().items():
+        if layer(name) in ("stages", "cli", "devtools"):
+            continue
+        ours, _ = imports(path)
+        assert not {m for m in ours if layer(m) == "stages"}, (name, ours)
 
 
 def test_nothing_of_the_pipeline_imports_the_devtools() -> None:
-    for module in modules():
-        if module in DEVTOOLS:
+    for name, path in modules().items():
+        if layer(name) == "devtools":
             continue
-        ours, _ = imports(module)
-        assert not ours & DEVTOOLS, (module, ours & DEVTOOLS)
-
-
-def test_only_runners_call_more_than_one_stage() -> None:
-    members = set().union(*STAGES.values())
-    for module in modules():
-        if module in RUNNERS or module in DEVTOOLS or module in members:
-            continue
-        ours, _ = imports(module)
-        assert not ours & members, (module, ours & members)
+        ours, _ = imports(path)
+        assert not {m for m in ours if layer(m) == "devtools"}, (name, ours)

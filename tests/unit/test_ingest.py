@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 import pytest
 from pyspark.sql import Row
 
-from website_activity.generator import EventGenerator
-from website_activity.errors import PipelineError
-from website_activity.ingest import (checkpoint_app_id, deduplicate, gold_frame, gold_range, latency_histogram,
-                                     latency_percentiles, parse_records, reconcile, split_valid)
-from website_activity.lake import committed_rows, table_stats, table_version, write_batch
-from website_activity.produce import encode
+from website_activity.adapters.lake import committed_rows, table_stats, table_version, write_batch
+from website_activity.core.errors import PipelineError
+from website_activity.simulate.generator import EventGenerator
+from website_activity.stages.ingest import (checkpoint_app_id, deduplicate, gold_frame, gold_range, latency_histogram,
+                                            latency_percentiles, parse_records, reconcile, split_valid)
+from website_activity.stages.produce import encode
 
 
 def raw_frame(spark, values: list[bytes | None]):
@@ -223,7 +223,7 @@ def test_reconcile_names_what_does_not_add_up(change, problem) -> None:
 
 def test_a_lost_broker_is_named_in_the_stream_failure_line(tmp_path) -> None:
     from tests.conftest import make_settings
-    from website_activity.ingest import stream_failure
+    from website_activity.stages.ingest import stream_failure
 
     s = make_settings(tmp_path, kafka__port=19093)
     # what Spark 4.1 raised in a live run whose broker was SIGKILLed (the query's first line)

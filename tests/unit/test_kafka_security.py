@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from website_activity.kafka_security import kafka_python_config, scram_jaas, spark_kafka_options
+from website_activity.adapters.kafka_security import kafka_python_config, scram_jaas, spark_kafka_options
 
 SECURE = {"protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "username": "pipe", "password": 'p"w\\d'}
 

@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from website_activity.live import Monitor, backlog, batch_line, health, latency_percentiles
+from website_activity.cli.live import Monitor, backlog, batch_line, health, latency_percentiles
 
 # Histograms as the ingest ledger keeps them (latency_hist: {str(ms rounded down to 100): count});
 # stubbed here, in the tests' data only.

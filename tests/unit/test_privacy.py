@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import make_settings
-from website_activity.errors import ConfigError
-from website_activity.privacy import INVALID, hash_ip, ip_pseudonymiser, truncate_ip
+from website_activity.core.errors import ConfigError
+from website_activity.stages.report.privacy import INVALID, hash_ip, ip_pseudonymiser, truncate_ip
 
 
 def test_truncate_keeps_the_network_only() -> None:

@@ -1,6 +1,6 @@
 """The session's tuning for small local runs reaches the driver JVM and Spark (docs/performance.md)."""
 
-from website_activity.spark import DELTA_CONF
+from website_activity.adapters.spark import DELTA_CONF
 
 
 def test_the_driver_runs_with_the_configured_jit_and_a_cache_for_compiled_queries(spark, settings) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import make_settings
-from website_activity.summary import StageRun, quarantine_kinds, stage_results, summary_table
+from website_activity.cli.summary import StageRun, quarantine_kinds, stage_results, summary_table
 
 
 def test_quarantine_reasons_are_grouped_by_kind_largest_first() -> None:

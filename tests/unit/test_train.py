@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from website_activity.features import FEATURE_COLUMNS, MODEL_INPUTS, session_features
-from website_activity.train import (assign_splits, build_search, fold_column, split_sessions,
-                                    use_cross_validation)
+from website_activity.stages.features import FEATURE_COLUMNS, MODEL_INPUTS, session_features
+from website_activity.stages.train.train import (assign_splits, build_search, fold_column, split_sessions,
+                                                 use_cross_validation)
 
 SITE = "https://shop.example.com"
 SCHEMA = ("event_id string, user_id string, page_url string, timestamp timestamp, action_type string, "

@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from website_activity.config import Settings, load_config, repo_root
-from website_activity.errors import PipelineError, ValidationFailed
-from website_activity.generator import EventGenerator
-from website_activity.ingest import parse_records, split_valid
-from website_activity.lake import write_batch
-from website_activity.schema import required_fields
-from website_activity.validate import (CSV_HEADER, RECONCILIATION_SUITE, SUITE_NAME, build_suite,
-                                       build_suites, earliest_event_time, quarantine_rate,
-                                       reconciliation_frame, run_validate, save_project,
-                                       validate_frame, validate_frames)
+from website_activity.adapters.lake import write_batch
+from website_activity.core.config import Settings, load_config, repo_root
+from website_activity.core.errors import PipelineError, ValidationFailed
+from website_activity.core.schema import required_fields
+from website_activity.simulate.generator import EventGenerator
+from website_activity.stages.ingest import parse_records, split_valid
+from website_activity.stages.validate import (CSV_HEADER, RECONCILIATION_SUITE, SUITE_NAME, build_suite, build_suites,
+                                              earliest_event_time, quarantine_rate, reconciliation_frame,
+                                              run_validate, save_project, validate_frame, validate_frames)
 
 EVENTS = 2000
 BETWEEN = "expect_column_values_to_be_between"

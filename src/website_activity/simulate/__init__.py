@@ -1,0 +1,1 @@
+"""The simulator: the seeded traffic model (users, site map, sessions, faults) the producers send."""
