@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-import pytest
-
 from website_activity.cli.live import Monitor, backlog, batch_line, health, latency_percentiles
 
 # Histograms as the ingest ledger keeps them (latency_hist: {str(ms rounded down to 100): count});
