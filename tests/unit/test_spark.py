@@ -12,4 +12,6 @@ def test_the_driver_runs_with_the_configured_jit_and_a_cache_for_compiled_querie
     assert spark.sparkContext.getConf().get("spark.sql.codegen.cache.maxEntries") == "1000"
     # Delta rebuilds a table's state in this many partitions (its default, 50, cost ~1 s per commit)
     assert spark.conf.get("spark.databricks.delta.snapshotPartitions") == DELTA_CONF[
-        "spark.databricks.delta.snapshotPartitions"] == "2"
+        "spark.databricks.delta.snapshotPartitions"] == "1"
+    # gold's replaceWhere writes exactly the replaced range: no extra job to check it
+    assert spark.conf.get("spark.databricks.delta.replaceWhere.constraintCheck.enabled") == "false"
