@@ -577,10 +577,13 @@ def rows_in_windows(spark: "SparkSession", silver: Path, window: tuple[str, str]
 
     from website_activity.adapters.lake import read_delta, table_version
 
-    if table_version(silver) is None:
+    version = table_version(silver)
+    if version is None:
         return None
     lo, hi = window
-    return (read_delta(spark, silver)
+    # pinned to this version: read again after silver's commit of the batch (gold's read), the
+    # rows must still be silver's before it, or gold would count the batch's events twice
+    return (read_delta(spark, silver, version)
             .where(F.col("event_date").between(_ts(lo).cast("date"), _ts(hi).cast("date"))
                    & (F.col("timestamp") >= _ts(lo)) & (F.col("timestamp") < _ts(hi))))
 
