@@ -15,3 +15,23 @@ def test_the_driver_runs_with_the_configured_jit_and_a_cache_for_compiled_querie
         "spark.databricks.delta.snapshotPartitions"] == "1"
     # gold's replaceWhere writes exactly the replaced range: no extra job to check it
     assert spark.conf.get("spark.databricks.delta.replaceWhere.constraintCheck.enabled") == "false"
+
+
+def test_warm_state_computes_the_state_the_next_idempotent_write_needs(spark, tmp_path) -> None:
+    from website_activity.adapters.lake import settle, warm_state, write_batch
+
+    table = tmp_path / "t"
+    write_batch(spark.range(10), table, 0, app_id="warm-test")
+    write_batch(spark.range(10), table, 1, app_id="warm-test")
+    delta_log = getattr(getattr(spark.sparkContext._jvm.org.apache.spark.sql.delta, "DeltaLog$"), "MODULE$")
+
+    def computed() -> bool:
+        return bool(delta_log.forTable(spark._jsparkSession, str(table)).unsafeVolatileSnapshot()
+                    ._computedStateTriggered())
+
+    assert not computed()  # the snapshot a commit leaves has not rebuilt its state yet
+    warm_state(spark, table)
+    settle()
+    assert computed()
+    # the next write of the batch after finds it and commits as usual
+    assert write_batch(spark.range(5), table, 2, app_id="warm-test") == 5
