@@ -14,7 +14,7 @@ from website_activity.adapters.lake import read_table, write_batch
 from website_activity.core.config import Settings, repo_root
 from website_activity.core.errors import PipelineError, ValidationFailed
 from website_activity.simulate.generator import EventGenerator
-from website_activity.stages.ingest import parse_records, split_valid
+from website_activity.stages.ingest import parse_records, rules_of, split_valid
 from website_activity.stages.train.gate import check_gate
 from website_activity.stages.train.train import run_train
 from website_activity.stages.validate import run_validate
@@ -30,7 +30,7 @@ def events(spark, settings):
     gen = EventGenerator.from_settings(settings, 5, "producer-a")
     raw = spark.createDataFrame([(json.dumps(e), "producer-a", i % 2, i) for i, e in enumerate(gen.events(EVENTS))],
                                 "value string, topic string, partition int, offset long")
-    silver, _ = split_valid(parse_records(raw, settings), settings)
+    silver, _ = split_valid(parse_records(raw, rules_of(settings)), rules_of(settings))
     silver = silver.cache()
     assert silver.count() == EVENTS
     yield silver

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from website_activity.adapters.lake import write_batch
 from website_activity.core.config import Settings
 from website_activity.simulate.generator import EventGenerator
-from website_activity.stages.ingest import parse_records, split_valid
+from website_activity.stages.ingest import parse_records, rules_of, split_valid
 
 
 class Generated(list):
@@ -33,7 +33,7 @@ def write_silver(spark, settings: Settings, events: list[dict[str, Any]], topic:
     """Parse the events as ingest does and write them into ``paths.silver`` (one batch)."""
     raw = spark.createDataFrame([(json.dumps(e), topic, i % 2, i) for i, e in enumerate(events)],
                                 "value string, topic string, partition int, offset long")
-    silver, _ = split_valid(parse_records(raw, settings), settings)
+    silver, _ = split_valid(parse_records(raw, rules_of(settings)), rules_of(settings))
     return write_batch(silver, settings.path("silver"), batch_id, partition_by="event_date")
 
 

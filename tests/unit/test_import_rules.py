@@ -139,3 +139,19 @@ def test_nothing_of_the_pipeline_imports_the_devtools() -> None:
             continue
         ours, _ = imports(path)
         assert not {m for m in ours if layer(m) == "devtools"}, (name, ours)
+
+
+# Inside a stage, the pure transforms apart from the module that does the I/O: they receive
+# values (not the whole Settings) and import no adapter that reads or writes.
+PURE = {"stages.ingest.transforms", "stages.ingest.accounting"}
+IO_ADAPTERS = {"adapters.files", "adapters.lake", "adapters.failpoints", "adapters.topics", "adapters.registry"}
+
+
+def test_pure_transforms_take_values_and_do_no_io() -> None:
+    found = modules()
+    assert PURE <= set(found), sorted(PURE - set(found))
+    for name in sorted(PURE):
+        ours, others = imports(found[name])
+        assert "core.config" not in ours, f"{name} imports the settings: pass it values"
+        assert not known(ours) & IO_ADAPTERS, (name, sorted(known(ours) & IO_ADAPTERS))
+        assert not others & {"pathlib", "os", "shutil", "mlflow", "kafka", "great_expectations"}, (name, others)

@@ -12,7 +12,7 @@ from website_activity.adapters.lake import committed_rows, table_stats, table_ve
 from website_activity.core.errors import PipelineError
 from website_activity.simulate.generator import EventGenerator
 from website_activity.stages.ingest import (checkpoint_app_id, deduplicate, gold_frame, gold_range, latency_histogram,
-                                            latency_percentiles, parse_records, reconcile, split_valid)
+                                            latency_percentiles, parse_records, reconcile, rules_of, split_valid)
 from website_activity.stages.produce import encode
 
 
@@ -27,7 +27,7 @@ def sample_events(settings, n: int = 5) -> list[dict]:
 
 def test_valid_events_become_typed_silver_rows(spark, settings) -> None:
     events = sample_events(settings)
-    silver, quarantine = split_valid(parse_records(raw_frame(spark, [encode(e) for e in events]), settings), settings)
+    silver, quarantine = split_valid(parse_records(raw_frame(spark, [encode(e) for e in events]), rules_of(settings)), rules_of(settings))
     assert quarantine.count() == 0
     rows = sorted(silver.collect(), key=lambda r: r.offset)
     assert [r.event_id for r in rows] == [e["event_id"] for e in events]
@@ -79,7 +79,7 @@ def test_each_poison_kind_gets_its_reason_code(spark, settings) -> None:
     cases = poison(settings)
     good = sample_events(settings, 1)[0]
     values = [v for v, _ in cases] + [encode(good)]
-    silver, quarantine = split_valid(parse_records(raw_frame(spark, values), settings), settings)
+    silver, quarantine = split_valid(parse_records(raw_frame(spark, values), rules_of(settings)), rules_of(settings))
     rows = {r.offset: r for r in quarantine.collect()}
     assert {o: r.reason for o, r in rows.items()} == {i: reason for i, (_, reason) in enumerate(cases)}
     # nothing lost: every record is in exactly one of the two outputs
@@ -102,7 +102,7 @@ def silver_rows(spark, settings, events, offsets=None):
         raw = spark.createDataFrame([Row(value=encode(e), topic="producer-a", partition=0, offset=o)
                                      for e, o in zip(events, offsets)],
                                     "value binary, topic string, partition int, offset long")
-    return split_valid(parse_records(raw, settings), settings)[0]
+    return split_valid(parse_records(raw, rules_of(settings)), rules_of(settings))[0]
 
 
 def test_dedup_keeps_the_first_record_and_drops_ids_already_in_silver(spark, settings) -> None:
@@ -129,8 +129,8 @@ def test_events_behind_the_watermark_are_flagged_late_not_dropped(spark, setting
     events = sample_events(settings, 10)
     # the generator's times are UTC ("+00:00"), and so is the session: compare naive UTC values
     watermark = datetime.fromisoformat(sorted(e["timestamp"] for e in events)[5][:19])
-    parsed = parse_records(raw_frame(spark, [encode(e) for e in events]), settings)
-    silver, _ = split_valid(parsed, settings, watermark)
+    parsed = parse_records(raw_frame(spark, [encode(e) for e in events]), rules_of(settings))
+    silver, _ = split_valid(parsed, rules_of(settings), watermark)
     rows = silver.collect()
     assert len(rows) == 10
     assert sorted(r.is_late for r in rows) == [False] * 5 + [True] * 5

@@ -14,7 +14,7 @@ from website_activity.core.config import Settings, load_config, repo_root
 from website_activity.core.errors import PipelineError, ValidationFailed
 from website_activity.core.schema import required_fields
 from website_activity.simulate.generator import EventGenerator
-from website_activity.stages.ingest import parse_records, split_valid
+from website_activity.stages.ingest import parse_records, rules_of, split_valid
 from website_activity.stages.validate import (CSV_HEADER, RECONCILIATION_SUITE, SUITE_NAME, build_suite, build_suites,
                                               earliest_event_time, quarantine_rate, reconciliation_frame,
                                               run_validate, save_project, validate_frame, validate_frames)
@@ -32,7 +32,7 @@ def silver(spark, settings):
         [(json.dumps(e), "producer-a", 0, i) for i, e in enumerate(events)],
         "value string, topic string, partition int, offset long",
     )
-    df, quarantine = split_valid(parse_records(raw, settings), settings)
+    df, quarantine = split_valid(parse_records(raw, rules_of(settings)), rules_of(settings))
     df = df.cache()
     assert df.count() == EVENTS and quarantine.count() == 0
     yield df

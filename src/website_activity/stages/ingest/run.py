@@ -1,0 +1,500 @@
+"""Ingest's I/O: the streaming query, each micro-batch's Delta commits, the ledger and the run's
+summary (the package's docstring gives the data flow and the exactly-once argument).
+
+The pure parts are :mod:`.transforms` (Spark) and :mod:`.accounting` (counts); this module reads
+the settings, the topics and the tables, and writes the tables, the ledger and ``ingest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from website_activity.core.catalog import ingest_ledger_dir, ingest_summary_path
+from website_activity.core.config import Settings
+from website_activity.core.errors import PipelineError, first_line
+from website_activity.adapters.failpoints import failpoint
+from website_activity.adapters.files import write_json, write_text
+from website_activity.stages.ingest.accounting import (COUNTS, LATENCY_BUCKET_MS, BatchStats, Lap, gold_range,
+                                                       latency_histogram, latency_percentiles, ledger_totals,
+                                                       reconcile, watermarks)
+from website_activity.stages.ingest.transforms import (Rules, bronze_frame, deduplicate, gold_frame, late_flag,
+                                                       parse_records, split_valid, ts_literal)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, Row, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def rules_of(settings: Settings) -> Rules:
+    """The parse's and the quarantine's rules, as values, from the settings."""
+    return Rules(fields=settings.schema_fields, enums=settings["schema"]["enums"],
+                 viewports=settings["validation"]["viewports"],
+                 clock_skew_s=settings["validation"]["clock_skew_s"],
+                 max_record_bytes=settings["ingest"]["max_record_bytes"])
+
+
+# -- the ledger: one JSON file per completed batch ------------------------------------------
+def ledger_entries(settings: Settings) -> list[dict[str, Any]]:
+    """The ledger's entries, by batch id."""
+    folder = ingest_ledger_dir(settings)
+    if not folder.is_dir():
+        return []
+    entries = [json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("[0-9]*.json")]
+    return sorted(entries, key=lambda e: e["batch_id"])
+
+
+def ledger_entry(settings: Settings, batch_id: int) -> dict[str, Any] | None:
+    try:
+        return json.loads((ingest_ledger_dir(settings) / f"{batch_id:010d}.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+# -- one micro-batch ------------------------------------------------------------------------
+def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
+                  previous: dict[str, Any] | None, app_id: str = "website-activity") -> BatchStats:
+    """Write one micro-batch into bronze, silver, gold and quarantine, then its ledger entry.
+
+    Each table gets one Delta commit, idempotent by (``app_id``, ``batch_id``): a replay after a
+    crash commits only what the first attempt did not. The records are parsed once (cached);
+    bronze is written from the Kafka rows, never read back.
+
+    Args:
+        kafka: The micro-batch as the Kafka source gives it.
+        batch_id: Its id.
+        settings: Paths and rules.
+        previous: The ledger entry of the batch before (None for the first batch).
+        app_id: Delta's ``txnAppId``, created with the checkpoint (:func:`checkpoint_app_id`).
+
+    Returns:
+        The batch's counts; a replay of a batch whose ledger entry exists writes nothing and
+        returns that entry.
+    """
+    done = ledger_entry(settings, batch_id)
+    if done is not None:
+        return BatchStats(**done, replayed=True)
+    failpoint("batch.start")  # crash tests: the batch's offsets are in the checkpoint, nothing written
+    start = time.monotonic()
+    batch = _Batch(kafka.sparkSession, settings, batch_id, app_id)
+    ingest_time = batch.ingest_time()
+    # Kept by the bronze write's own job: the parse reads it from memory, not from Kafka again.
+    raw = bronze_frame(kafka, ingest_time).persist()
+    read = batch.commit("bronze", raw, partition_by="ingest_date", optimize_write=False,
+                        metadata={"ingest_time": ingest_time.isoformat()})
+    watermark, latest = watermarks(previous, settings["ingest"]["watermark_delay_s"])
+    stats = BatchStats(batch_id, read, 0, 0, 0, {}, latest, watermark, ingest_time.isoformat(), 0.0)
+    lap = Lap(stats.phases, start)
+    lap("bronze")
+    if read:
+        parsed = parse_records(raw, batch.rules).withColumn("is_late", late_flag(watermark)).persist()
+        try:
+            batch.write_parsed(parsed, stats, lap)
+        finally:
+            parsed.unpersist()
+    raw.unpersist()
+    failpoint("batch.committed")  # crash tests: every table committed, the ledger entry not written
+    stats.seconds = round(time.monotonic() - start, 3)
+    write_json(ingest_ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
+    return stats
+
+
+class _Batch:
+    """One micro-batch's writes: each table's one commit, idempotent by (app id, batch id)."""
+
+    def __init__(self, spark: "SparkSession", settings: Settings, batch_id: int, app_id: str) -> None:
+        self.spark, self.settings, self.batch_id, self.app_id = spark, settings, batch_id, app_id
+        self.rules = rules_of(settings)
+
+    def ingest_time(self) -> datetime:
+        """Now, or the ingest time of the first attempt at this batch (in bronze's commit): the
+        future_time rule compares with it, so a replayed record lands on the same side of the rules."""
+        from website_activity.adapters.lake import commit_metadata
+
+        first = commit_metadata(self.settings.path("bronze"), self.app_id, self.batch_id)
+        if first and first.get("ingest_time"):
+            return datetime.fromisoformat(first["ingest_time"])
+        return datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
+
+    def commit(self, table: str, rows: "DataFrame", **kwargs: Any) -> int:
+        """Append (or replace, ``replace_where``) ``rows`` in ``table``; the rows written (0 when
+        Delta skipped it: committed before). Then the table's state is computed ahead for the
+        next batch's write (:func:`website_activity.adapters.lake.warm_state`)."""
+        from website_activity.adapters.lake import warm_state, write_batch
+
+        path = self.settings.path(table)
+        n = write_batch(rows, path, self.batch_id, app_id=self.app_id, **kwargs)
+        warm_state(self.spark, path)
+        return n
+
+    def write_parsed(self, parsed: "DataFrame", stats: BatchStats, lap: Lap) -> None:
+        """Count the parsed batch (one job, which fills its cache), then commit silver, gold and
+        quarantine. Each reads only cached rows and silver as it was before the batch, none reads
+        another's commit: a replay recomputes whatever is missing from the same rows.
+
+        Silver is read once, for the gold windows the batch's valid events fall in
+        (:func:`rows_in_windows`): that serves both the dedup (a duplicate is the same event, so
+        the same event time) and gold (a touched window is recomputed from all its rows: silver's
+        before the batch plus the batch's new ones).
+        """
+        counts = count_parsed(parsed)
+        lap("parse_and_count")
+        valid = [r for r in counts if r.quarantine_reason is None]
+        _tally(stats, counts)
+        silver_rows, quarantine = split_valid(parsed, self.rules, stats.watermark)
+        timed = [r for r in valid if r.t0 is not None]
+        window_s = self.settings["ingest"]["gold_window_s"]
+        window = gold_range(min(r.t0 for r in timed), max(r.t for r in timed), window_s) if timed else None
+        # read twice (the dedup's ids, gold's columns), each time only the columns it needs:
+        # cheaper than caching every column of those rows
+        before = rows_in_windows(self.spark, self.settings.path("silver"), window) if window else None
+        fresh = deduplicate(silver_rows, before, self.settings["ingest"]["silver_files_per_date"]).persist()
+        try:
+            # silver first: its commit is what makes the batch's events visible (the latency)
+            stats.silver = self.commit("silver", fresh, partition_by="event_date", optimize_write=False) if valid else 0
+            stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
+            stats.latency_hist = latency_histogram(valid, time.time())
+            lap("silver")
+            if window and any(not r.is_late for r in timed):
+                lo, hi = window
+                rows = fresh if before is None else before.unionByName(fresh)
+                self.commit("gold", gold_frame(rows, window_s).repartition("event_date"),
+                            partition_by="event_date", optimize_write=False,  # one file per date already
+                            replace_where=f"window_start >= TIMESTAMP'{lo}' AND window_start < TIMESTAMP'{hi}'")
+            lap("gold")
+            if stats.quarantine_by_reason:
+                stats.quarantined = self.commit("quarantine", quarantine, partition_by="ingest_date")
+            lap("quarantine")
+        finally:
+            fresh.unpersist()
+
+
+def count_parsed(parsed: "DataFrame") -> list["Row"]:
+    """The one job that parses (and fills the cache): every count the batch needs, grouped by
+    reason, topic, lateness, event date and Kafka-time bucket (``n``; event times ``t0``..``t``)."""
+    from pyspark.sql import functions as F
+
+    iso = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"  # UTC (the session's time zone), as text
+    bucket = F.when(F.col("quarantine_reason").isNull(),
+                    F.floor(F.unix_millis("kafka_timestamp") / LATENCY_BUCKET_MS)).alias("kt")
+    return (parsed.groupBy("quarantine_reason", "topic", "is_late", F.to_date("timestamp").alias("d"), bucket)
+            .agg(F.count(F.lit(1)).alias("n"), F.date_format(F.max("timestamp"), iso).alias("t"),
+                 F.date_format(F.min("timestamp"), iso).alias("t0"))
+            .collect())
+
+
+def _tally(stats: BatchStats, counts: list["Row"]) -> None:
+    """The quarantine by reason and the latest event time per topic, into ``stats``."""
+    for r in counts:
+        if r.quarantine_reason:
+            stats.quarantine_by_reason[r.quarantine_reason] = \
+                stats.quarantine_by_reason.get(r.quarantine_reason, 0) + r.n
+    latest = stats.max_event_time
+    for r in counts:
+        if r.quarantine_reason is None and r.t is not None and r.t > latest.get(r.topic, ""):
+            latest[r.topic] = r.t
+    stats.max_event_time = dict(sorted(latest.items()))
+
+
+def rows_in_windows(spark: "SparkSession", silver: Path, window: tuple[str, str]) -> "DataFrame | None":
+    """Silver's rows with an event time in ``window`` (``[start, end)``, UTC text), None when
+    there is no silver yet.
+
+    The batch's gold windows cover its events' times, so these rows hold every earlier copy of
+    an event of the batch (a duplicate is the same event sent again: the same event time) and
+    every other row of the windows gold recomputes. Delta prunes the other dates and skips the
+    files whose statistics lie outside: the cost follows the batch's time span, not the lake.
+    """
+    from pyspark.sql import functions as F
+
+    from website_activity.adapters.lake import read_delta, table_version
+
+    version = table_version(silver)
+    if version is None:
+        return None
+    lo, hi = window
+    # pinned to this version: read again after silver's commit of the batch (gold's read), the
+    # rows must still be silver's before it, or gold would count the batch's events twice
+    return (read_delta(spark, silver, version)
+            .where(F.col("event_date").between(ts_literal(lo).cast("date"), ts_literal(hi).cast("date"))
+                   & (F.col("timestamp") >= ts_literal(lo)) & (F.col("timestamp") < ts_literal(hi))))
+
+
+# -- the query -------------------------------------------------------------------------------
+@dataclass
+class IngestResult:
+    """What one run of :func:`run_ingest` did (``summary`` is what ``ingest.json`` holds)."""
+
+    batches: int
+    input_rows: int
+    silver_rows: int
+    quarantined_rows: int
+    seconds: float
+    duplicates_removed: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def read_kafka_stream(spark: "SparkSession", settings: Settings) -> "DataFrame":
+    from website_activity.adapters.spark import kafka_options
+
+    s = settings["spark"]
+    timeout_ms = str(settings["kafka"]["request_timeout_s"] * 1000)
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+        .option("subscribe", ",".join(settings.topics))
+        .option("startingOffsets", "earliest")
+        .option("failOnDataLoss", "true")
+        .option("maxOffsetsPerTrigger", str(s["max_offsets_per_trigger"]))
+        .option("kafka.request.timeout.ms", timeout_ms)
+        .option("kafka.default.api.timeout.ms", timeout_ms)
+        .options(**kafka_options(settings))  # kafka.security: TLS and the SCRAM login, if set
+        .load()
+    )
+
+
+APP_ID_FILE = "delta_app_id"
+
+
+def checkpoint_app_id(checkpoint: Path) -> str:
+    """Delta's ``txnAppId`` for the query of ``checkpoint``: created with the checkpoint, kept in it.
+
+    Batch ids restart at 0 with a new checkpoint, and Delta silently skips a write whose (app id,
+    batch id) it has seen: an id that outlived its checkpoint would drop every new batch. Kept in
+    the checkpoint folder, it is deleted with it (``make reset``) and a new checkpoint gets a new one.
+
+    Raises:
+        PipelineError: The checkpoint holds batches but no id (not made by this ingest).
+    """
+    path = checkpoint / APP_ID_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    offsets = checkpoint / "offsets"
+    if offsets.is_dir() and any(offsets.iterdir()):
+        raise PipelineError(f"the checkpoint {checkpoint} holds batches but no {APP_ID_FILE}: it was not made by "
+                            "this version of ingest; run make reset for a fresh lake")
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    app_id = f"website-activity-ingest-{uuid.uuid4()}"
+    write_text(path, app_id + "\n")
+    return app_id
+
+
+def _check_checkpoint(settings: Settings, checkpoint: Path) -> None:
+    if ledger_entries(settings) and not (checkpoint / "offsets").is_dir():
+        raise PipelineError(f"the lake holds ingested batches but the checkpoint {checkpoint} is gone: "
+                            "reading the topics again would reuse batch ids; run make reset for a fresh lake")
+
+
+def run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool = False,
+               duration_s: float | None = None, stop: threading.Event | None = None,
+               trigger_s: float | None = None, drain: bool = False,
+               on_batch: Callable[["BatchStats"], None] | None = None, listener: Any = None) -> IngestResult:
+    """Consume the topics into the lake, then rebuild gold and write the run's summary.
+
+    While it runs, whole-stage code generation is as ``ingest.whole_stage_codegen`` says (on by
+    default; README "Performance"). The session's setting is restored afterwards.
+
+    Args:
+        spark: The session.
+        settings: The merged configuration.
+        stream: False: ``availableNow`` (what the topics hold, then stop). True: a
+            processing-time trigger (``ingest.trigger_interval_s``) until ``stop`` is set or
+            ``duration_s`` has passed; the query stops between two batches.
+        duration_s: Stream for at most this long (None: until ``stop``).
+        stop: Set it (e.g. from a signal handler) to stop streaming.
+        trigger_s: The processing-time trigger in seconds (default ``ingest.trigger_interval_s``;
+            live mode uses a short one).
+        drain: With ``stream``: once stopped, consume what the topics still hold (``availableNow``)
+            before the summary, e.g. the producers' last records after they stopped.
+        on_batch: Called with each batch's :class:`BatchStats` once it is complete (live mode's
+            terminal line and view); an error in it is logged, never fails the batch.
+        listener: A ``StreamingQueryListener`` registered for the run (Spark's progress events).
+
+    Raises:
+        PipelineError: The broker cannot be reached, the streaming query fails, or the lake does
+            not reconcile.
+    """
+    key = "spark.sql.codegen.wholeStage"
+    before = spark.conf.get(key, None)
+    # set before the query starts: the query runs its batches in a clone of the session
+    spark.conf.set(key, str(bool(settings["ingest"]["whole_stage_codegen"])).lower())
+    try:
+        if listener is not None:
+            spark.streams.addListener(listener)
+        return _run_ingest(spark, settings, stream=stream, duration_s=duration_s, stop=stop,
+                           trigger_s=trigger_s, drain=drain, on_batch=on_batch)
+    finally:
+        if listener is not None:
+            spark.streams.removeListener(listener)
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+
+
+def _run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool,
+                duration_s: float | None, stop: threading.Event | None, trigger_s: float | None = None,
+                drain: bool = False, on_batch: Callable[["BatchStats"], None] | None = None) -> IngestResult:
+    checkpoint = settings.path("checkpoints") / "ingest"
+    _check_checkpoint(settings, checkpoint)
+    app_id = checkpoint_app_id(checkpoint)
+    entries = ledger_entries(settings)
+    state: dict[str, Any] = {"previous": entries[-1] if entries else None, "batches": []}
+
+    def batch(kafka: "DataFrame", batch_id: int) -> None:
+        previous = state["previous"]
+        if previous is not None and previous["batch_id"] >= batch_id:
+            previous = next((e for e in reversed(ledger_entries(settings)) if e["batch_id"] < batch_id), None)
+        stats = process_batch(kafka, batch_id, settings, previous, app_id)
+        failpoint("batch.before_commit")  # crash tests: the batch complete, Spark's commit not written
+        state["previous"] = ledger_entry(settings, batch_id)
+        state["batches"].append(stats)
+        rate = stats.records_read / stats.seconds if stats.seconds else 0.0
+        log.info("batch %d%s: %d records in %.1fs (%.0f rows/s): %d to silver, %d quarantined, "
+                 "%d duplicates removed [%s]", batch_id, " (replayed, already complete)" if stats.replayed else "",
+                 stats.records_read, stats.seconds, rate, stats.silver, stats.quarantined,
+                 stats.duplicates_removed, ", ".join(f"{k} {v:.1f}s" for k, v in stats.phases.items()))
+        if on_batch is not None:
+            try:
+                on_batch(stats)
+            except Exception:  # a display's failure must not fail (and replay) a committed batch
+                log.warning("the batch callback failed on batch %d", batch_id, exc_info=True)
+
+    start = time.monotonic()
+    stop = stop or threading.Event()
+    restarts = 0
+    interval = trigger_s if trigger_s is not None else settings["ingest"]["trigger_interval_s"]
+    while True:
+        writer = (read_kafka_stream(spark, settings).writeStream.foreachBatch(batch)
+                  .option("checkpointLocation", str(checkpoint)).queryName("ingest"))
+        if stream:
+            writer = writer.trigger(processingTime=f"{int(round(interval * 1000))} milliseconds")
+        else:
+            writer = writer.trigger(availableNow=True)
+        try:
+            query = writer.start()
+            if stream:
+                _stream_until(query, stop, None if duration_s is None else start + duration_s)
+                if drain:  # then what arrived after the last batch, and stop
+                    stream = False
+                    continue
+            else:
+                query.awaitTermination()
+            break
+        except Exception as exc:  # py4j/pyspark wrap the JVM error: keep its first line only
+            if restarts < 3 and _is_replay_metrics_bug(exc):
+                # Spark 4.1's Kafka source fails while reporting progress of a batch replayed from
+                # the checkpoint (one that ran but was not committed before a crash). The batch
+                # itself was written and committed by then: starting the query again goes on.
+                restarts += 1
+                # One line on the terminal; Spark's Java trace of it stays in the stage's log.
+                log.warning("the batch replayed after a crash was committed; Spark 4.1's Kafka source then "
+                            "fails reporting its progress (a Spark bug, handled): restarting the query")
+                continue
+            raise PipelineError(stream_failure(exc, settings, len(state["batches"]))) from exc
+    seconds = time.monotonic() - start
+    batches: list[BatchStats] = state["batches"]
+    summary = finish_run(spark, settings, batches, seconds)
+    return IngestResult(len(batches), sum(b.records_read for b in batches), sum(b.silver for b in batches),
+                        sum(b.quarantined for b in batches), seconds,
+                        sum(b.duplicates_removed for b in batches), summary)
+
+
+def _stream_until(query: Any, stop: threading.Event, deadline: float | None) -> None:
+    """Wait until ``stop`` is set or the deadline passes, then stop the query between batches."""
+    while not query.awaitTermination(0.5):
+        if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            # Stop between two batches, so the last one is committed; if a trigger starts just
+            # then, its batch is replayed by the next run (idempotent), never lost.
+            waited = time.monotonic()
+            while query.status["isTriggerActive"] and time.monotonic() - waited < 600:
+                if query.awaitTermination(0.2):
+                    return
+            query.stop()
+            query.awaitTermination()
+            return
+
+
+def _is_replay_metrics_bug(exc: BaseException) -> bool:
+    return 'because the return value of "scala.Option.get()" is null' in str(exc)
+
+
+# Kafka's client errors when no broker answers within its timeouts (the broker was stopped or lost).
+_BROKER_GONE = ("Timed out waiting for a node assignment", "Timed out waiting to send the call",
+                "Timed out waiting for a leader", "TimeoutException: Call(callName=listOffsets")
+
+
+def stream_failure(exc: BaseException, settings: Settings, batches_done: int) -> str:
+    """The one line for a failed query: what happened in the user's terms when the broker stopped
+    answering (Kafka's own words kept in brackets), Spark's first line otherwise."""
+    text = str(exc)
+    kafka = next((sign for sign in _BROKER_GONE if sign in text), None) if "TimeoutException" in text else None
+    if kafka is None:
+        return f"streaming ingest failed: {first_line(exc)}"
+    kept = "the batch committed before is" if batches_done == 1 else f"the {batches_done} batches committed before are"
+    return (f"the Kafka broker at {settings.bootstrap_servers} stopped answering while the stream ran "
+            f"(Kafka: {kafka}); {kept} in the lake: start the broker and run the ingest again, it goes on "
+            "from its checkpoint")
+
+
+# -- end of run: gold, reconciliation, summary ------------------------------------------------
+def count_late(spark: "SparkSession", settings: Settings) -> int:
+    """Late events in silver (behind the watermark, left out of gold): a column scan that Delta's
+    file statistics on ``is_late`` mostly skip."""
+    from website_activity.adapters.lake import is_table, read_delta
+
+    silver = settings.path("silver")
+    return read_delta(spark, silver).where("is_late").count() if is_table(silver) else 0
+
+
+def finish_run(spark: "SparkSession", settings: Settings, batches: list[BatchStats],
+               seconds: float) -> dict[str, Any]:
+    """Reconcile the ledger with the tables and write ``ingest.json`` (gold is kept up to date by
+    each batch: nothing is rebuilt here).
+
+    Raises:
+        PipelineError: The equation or the tables' row counts do not match the ledger.
+    """
+    from website_activity.adapters.lake import settle, table_stats
+
+    settle()
+    late = count_late(spark, settings)
+    entries = ledger_entries(settings)
+    totals = ledger_totals(entries)
+    tables = {key: table_stats(settings.path(key)) for key in ("bronze", "silver", "quarantine", "gold")}
+    run_read = sum(b.records_read for b in batches)
+    summary: dict[str, Any] = {
+        **totals,
+        "late": late,
+        "gold_dropped_by_watermark": late,
+        "gold_rows": tables["gold"]["rows"],
+        "silver_files": tables["silver"]["files"],
+        "silver_avg_file_bytes": tables["silver"]["avg_file_bytes"],
+        "seconds": round(seconds, 3),
+        "batches": len(batches),
+        "rate": round(run_read / seconds, 1) if seconds else 0.0,
+        # Kafka append -> silver commit, this run's valid records (a replay of records produced
+        # before the run measures the wait too: meaningful for live runs)
+        "latency_s": latency_percentiles([b.latency_hist for b in batches]),
+        "run": {k: sum(getattr(b, k) for b in batches) for k in COUNTS},
+        "ledger_batches": len(entries),
+        "tables": tables,
+        "watermark_delay_s": settings["ingest"]["watermark_delay_s"],
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    problems = reconcile(summary)
+    summary["reconciled"] = not problems
+    write_json(ingest_summary_path(settings), summary)
+    if problems:
+        raise PipelineError(f"the lake does not reconcile: {'; '.join(problems)} (see {ingest_summary_path(settings)})")
+    return summary
