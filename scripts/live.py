@@ -24,8 +24,10 @@ from website_activity.cli.preflight import check_writable
 @click.option("--view-port", type=click.IntRange(min=0, max=65535), default=VIEW_PORT, show_default=True,
               help="Port of the live view on 127.0.0.1 (0: any free port).")
 @click.option("--view/--no-view", default=True, help="Serve the live view.")
+@click.option("--warm-up/--no-warm-up", default=True, show_default=True,
+              help="Run one batch of generated records into a scratch lake before the producers start.")
 @main_wrapper("live")
-def main(profile, port, rate, duration, seed, trigger, view_port, view):
+def main(profile, port, rate, duration, seed, trigger, view_port, view, warm_up):
     """Run the pipeline as a real-time stream: events stamped with the wall clock, a batch every
     TRIGGER seconds, one line per batch; Ctrl-C stops all of it and prints what was sent and landed."""
     settings = settings_from(profile, port)
@@ -44,7 +46,7 @@ def main(profile, port, rate, duration, seed, trigger, view_port, view):
         signal.signal(signal.SIGINT, request_stop)  # after the session starts: PySpark installs its own
         signal.signal(signal.SIGTERM, request_stop)
         r = run_live(spark, settings, rate=rate, duration_s=duration, seed=seed, trigger_s=trigger,
-                     view_port=view_port if view else None, stop=stop, echo=click.echo)
+                     view_port=view_port if view else None, stop=stop, echo=click.echo, warm_up=warm_up)
     for line in summary_lines(r):
         click.echo(line)
 

@@ -378,7 +378,7 @@ class LiveResult:
 def run_live(spark: "SparkSession", settings: Settings, *, rate: float | None = DEFAULT_RATE,
              duration_s: float | None = None, seed: int | None = None, trigger_s: float = TRIGGER_S,
              view_port: int | None = VIEW_PORT, stop: threading.Event | None = None,
-             echo: Callable[[str], Any] | None = None) -> LiveResult:
+             echo: Callable[[str], Any] | None = None, warm_up: bool = True) -> LiveResult:
     """Run the producers (live mode) and the streaming ingest until ``stop`` or ``duration_s``.
 
     Args:
@@ -392,11 +392,15 @@ def run_live(spark: "SparkSession", settings: Settings, *, rate: float | None = 
         view_port: Serve the live view there (0: any free port; ``None``: no view).
         stop: Set it (Ctrl-C) to stop: producers flush, the ingest drains the topics and stops.
         echo: Where the per-batch lines go.
+        warm_up: Before the producers start, run one batch of generated records through ingest
+            into a scratch lake (:func:`website_activity.stages.ingest.warm_up`): the first batch of
+            traffic then finds Spark warm, and the latency measures the stream, not its start.
 
     Raises:
         PipelineError: A producer failed, or the ingest failed or does not reconcile.
     """
     from website_activity.stages.ingest import run_ingest
+    from website_activity.stages.ingest import warm_up as warm_up_ingest
     from website_activity.stages.produce import run_produce
 
     if duration_s is None and stop is None:
@@ -423,6 +427,12 @@ def run_live(spark: "SparkSession", settings: Settings, *, rate: float | None = 
                         produced=lambda: {"rate": rate, "running": not producers_done.is_set()})
         if echo:
             echo(f"live: view on {view.url} (refreshes every {REFRESH_S:.0f}s); Ctrl-C stops everything")
+    if warm_up and not stop.is_set():
+        if echo:
+            echo("live: warming up Spark (one batch of generated records into a scratch lake)")
+        seconds = warm_up_ingest(spark, settings)
+        if echo:
+            echo(f"live: warm after {seconds:.1f}s; starting the producers")
     t0 = time.monotonic()
     thread = threading.Thread(target=producers, name="producers", daemon=True)
     thread.start()

@@ -58,7 +58,7 @@ from website_activity.stages.ingest.accounting import (COUNTS, LATENCY_BUCKET_MS
                                                        reconcile, watermarks)
 from website_activity.stages.ingest.run import (IngestResult, checkpoint_app_id, finish_run, ledger_entries,
                                                 ledger_entry, process_batch, rows_in_windows, rules_of, run_ingest,
-                                                stream_failure)
+                                                stream_failure, warm_up)
 from website_activity.stages.ingest.transforms import (REASONS, Rules, bronze_frame, deduplicate, gold_frame,
                                                        parse_records, quarantine_message, split_valid)
 
@@ -66,4 +66,4 @@ __all__ = ["COUNTS", "LATENCY_BUCKET_MS", "REASONS", "BatchStats", "IngestResult
            "checkpoint_app_id", "deduplicate", "finish_run", "gold_frame", "gold_range", "latency_histogram",
            "latency_percentiles", "ledger_entries", "ledger_entry", "ledger_totals", "parse_records",
            "process_batch", "quarantine_message", "reconcile", "rows_in_windows", "rules_of", "run_ingest",
-           "split_valid", "stream_failure", "watermarks"]
+           "split_valid", "stream_failure", "warm_up", "watermarks"]
