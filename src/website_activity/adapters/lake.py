@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError, first_line
@@ -108,12 +108,14 @@ def commit_metadata(path: Path, app_id: str, batch_id: int) -> dict[str, Any] | 
 # -- writes ------------------------------------------------------------------------------------
 def write_batch(df: "DataFrame", table: Path, batch_id: int, partition_by: str | None = None, *,
                 app_id: str = "website-activity", replace_where: str | None = None,
-                optimize_write: bool | None = None, metadata: dict[str, Any] | None = None) -> int:
+                optimize_write: bool | None = None, metadata: dict[str, Any] | None = None,
+                stats_columns: Sequence[str] | None = None) -> int:
     """Write one micro-batch into the Delta table ``table``, once whatever the replays.
 
     Args:
         df: The rows of the batch (evaluated once, by the write).
-        table: The table's folder (created on the first write, with :data:`PROPERTIES`).
+        table: The table's folder (created on the first write, with the session's table defaults:
+            ``adapters.spark.DELTA_CONF``).
         batch_id: Structured Streaming's batch id (Delta's ``txnVersion``).
         partition_by: Optional partition column.
         app_id: Delta's ``txnAppId``: a new id for a new checkpoint (batch ids restart at 0).
@@ -121,6 +123,10 @@ def write_batch(df: "DataFrame", table: Path, batch_id: int, partition_by: str |
         optimize_write: Override the table's ``optimizeWrite`` (False where the rows were
             already shuffled into one task per partition value).
         metadata: Kept as JSON in the commit's ``userMetadata``.
+        stats_columns: When the write creates the table: the columns Delta keeps file statistics
+            of (``delta.dataSkippingStatsColumns``; default: the first 32). Statistics of a long
+            text or binary column (a raw Kafka value) cost more than the rest of the write and
+            skip nothing.
 
     Returns:
         The rows the batch added, from its commit (also when the write was a replay Delta skipped).
@@ -136,6 +142,8 @@ def write_batch(df: "DataFrame", table: Path, batch_id: int, partition_by: str |
         writer = writer.option("optimizeWrite", str(optimize_write).lower())
     if metadata is not None:
         writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
+    if stats_columns and table_version(table) is None:  # a table property: set when the write creates it
+        writer = writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns))
     if partition_by:
         writer = writer.partitionBy(partition_by)
     failpoint(f"{table.name}.before_commit")  # crash tests: nothing of the batch committed here yet

@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STATS_COLUMNS = {
+    "bronze": ("topic", "partition", "offset", "kafka_timestamp", "ingest_time"),
+    "silver": ("timestamp", "is_late", "topic", "partition", "offset", "ingest_time"),
+    "quarantine": ("reason", "topic", "partition", "offset", "ingest_time"),
+}
+"""The columns each table keeps Delta's file statistics of (min, max, nulls: what readers skip
+files by), set when ingest creates the table. Not the raw value, the message or the event's text
+fields: their statistics cost more than the rest of the write (300k bronze rows: 8.8 s with them,
+5.7 s without, 4.6 s with none) and skip nothing a query asks. Gold keeps all its columns."""
+
 
 def rules_of(settings: Settings) -> Rules:
     """The parse's and the quarantine's rules, as values, from the settings."""
@@ -131,7 +141,8 @@ class _Batch:
         from website_activity.adapters.lake import warm_state, write_batch
 
         path = self.settings.path(table)
-        n = write_batch(rows, path, self.batch_id, app_id=self.app_id, **kwargs)
+        n = write_batch(rows, path, self.batch_id, app_id=self.app_id, stats_columns=STATS_COLUMNS.get(table),
+                        **kwargs)
         warm_state(self.spark, path)
         return n
 
