@@ -2,8 +2,9 @@
 
 The package's folders are its layers (docs/layout.md):
 
-* core/: errors, the configuration, the one event schema, the catalog of paths between stages.
-  Imports nothing of ours outside core and no engine.
+* core/: errors, the configuration, the one event schema, the catalog of paths between stages,
+  the manifests (the files stages hand each other, as typed records). Imports nothing of ours
+  outside core and no engine; the manifests import the stdlib and core.errors only.
 * adapters/: one per outside system (files, the Delta lake, Spark, the JVM, Kafka, MLflow), and
   the crash tests' failpoints. Import core and adapters only: never a stage, the simulator, the
   CLI or the devtools.
@@ -96,6 +97,13 @@ def test_core_imports_only_core_and_no_engine() -> None:
         ours, others = imports(path)
         assert {layer(m) for m in ours} <= {"core"}, (name, ours)
         assert others <= STDLIB | CORE_THIRD_PARTY, (name, others - STDLIB - CORE_THIRD_PARTY)
+
+
+def test_the_manifests_are_stdlib_records() -> None:
+    # core.manifests: frozen dataclasses of the files stages hand each other; not even YAML
+    ours, others = imports(modules()["core.manifests"])
+    assert known(ours) <= {"core.errors"}, ours
+    assert others <= STDLIB, others - STDLIB
 
 
 def test_adapters_and_the_simulator_import_no_stage_cli_or_devtools() -> None:
