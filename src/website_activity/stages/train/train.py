@@ -52,12 +52,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from website_activity.adapters import registry
-from website_activity.adapters.files import read_json, write_json
+from website_activity.adapters.files import read_manifest, write_manifest
 from website_activity.adapters.lake import read_silver
 from website_activity.core.catalog import (ingest_summary_path, model_metrics_path, produce_manifest_path,
                                            validation_gate_path)
 from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError, first_line
+from website_activity.core.manifests import (ChampionCard, IngestSummary, Manifest, ModelMetrics, ProduceManifest,
+                                             ValidationGate)
 from website_activity.stages.features import (CATEGORICAL, FEATURE_COLUMNS, MODEL_INPUTS, NUMERIC, ONE_HOT_INTEGER,
                                               read_features, session_features, write_features)
 from website_activity.stages.train.gate import GateStatus, require_gate
@@ -213,12 +215,22 @@ def coefficients_table(model: "PipelineModel", schema_df: "DataFrame") -> "pd.Da
 def run_name(settings: Settings, events: int) -> str:
     """What a run is, for the MLflow UI: ``20000 events, seed 7, local`` (the seed of the produce
     run that made the lake, when its manifest is there)."""
-    produced = read_json(produce_manifest_path(settings)) or {}
-    seed = f", seed {produced['seed']}" if "seed" in produced else ""
+    produced = _manifest(produce_manifest_path(settings), ProduceManifest)
+    seed = f", seed {produced.seed}" if produced is not None and produced.seed is not None else ""
     return f"{events} events{seed}, {settings['profile']}"
 
 
 # -- the I/O edge -----------------------------------------------------------------------------
+def _manifest(path: Path, cls: type[Any]) -> Any:
+    """A manifest that names or tags a run (none when missing; a broken one is skipped, with a
+    warning: the quality gate judges latest.json on its own)."""
+    try:
+        return read_manifest(path, cls)
+    except PipelineError as exc:
+        log.warning("%s", exc)
+        return None
+
+
 def artifact_location(settings: Settings) -> str:
     """``mlflow.artifact_root`` as a URI: a local folder becomes ``file://``, a URI stays as is."""
     root = settings["mlflow"]["artifact_root"]
@@ -352,14 +364,15 @@ def lineage_tags(settings: Settings) -> dict[str, str]:
     status = _git(settings, "status", "--porcelain", "--untracked-files=no")
     if status is not None:
         tags["git_dirty"] = str(bool(status)).lower()
-    sources = {"validation": validation_gate_path(settings),
-               "produce": produce_manifest_path(settings),
-               "ingest": ingest_summary_path(settings)}
-    for prefix, path in sources.items():
-        data = read_json(path)
-        if data is None:
+    sources: dict[str, tuple[Path, type[Manifest]]] = {
+        "validation": (validation_gate_path(settings), ValidationGate),
+        "produce": (produce_manifest_path(settings), ProduceManifest),
+        "ingest": (ingest_summary_path(settings), IngestSummary)}
+    for prefix, (path, cls) in sources.items():
+        record = _manifest(path, cls)
+        if record is None:
             continue
-        for key, value in data.items():
+        for key, value in record.to_dict().items():
             if isinstance(value, dict) and prefix == "validation" and key == "quarantine":
                 for k, v in value.items():
                     tags[f"validation.quarantine_{k}"] = str(v)
@@ -537,7 +550,8 @@ def _log_artifacts(run_dir: Path, test: "pd.DataFrame", metrics: dict[str, float
 def validated_silver(spark: "SparkSession", settings: Settings) -> tuple["DataFrame", int | None]:
     """Silver as the quality gate validated it: the Delta version in ``latest.json``, read with
     time travel (``versionAsOf``); the latest version when no validation recorded one."""
-    version = (read_json(validation_gate_path(settings)) or {}).get("silver_version")
+    gate = _manifest(validation_gate_path(settings), ValidationGate)
+    version = None if gate is None else gate.silver_version
     return read_silver(spark, settings, version), version
 
 
@@ -805,15 +819,16 @@ def write_summary(settings: Settings, run_id: str, version: str | None, params: 
 
     out = settings.path("models")
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"run_id": run_id, "version": version, "params": params, "metrics": metrics, "threshold": threshold,
-               "promotion": None if promotion is None else registry.promotion_dict(promotion),
-               "coefficients_per_unit": dict(zip(coefs["feature"], coefs["coefficient_per_unit"].astype(float)))}
+    summary = ModelMetrics(
+        run_id=run_id, version=version, params=params, metrics=metrics, threshold=threshold,
+        promotion=None if promotion is None else registry.promotion_dict(promotion),
+        coefficients_per_unit=dict(zip(coefs["feature"], coefs["coefficient_per_unit"].astype(float))))
     if promotion is not None and promotion.promoted:
         conf = settings["mlflow"]
-        card = {"name": conf["registered_model"], "version": version, "run_id": run_id,
-                "model_uri": f"models:/{conf['registered_model']}@{conf['champion_alias']}",
-                "threshold": threshold, "inputs": list(MODEL_INPUTS), "params": params, "metrics": _finite(metrics)}
+        card = ChampionCard(name=conf["registered_model"], version=version, run_id=run_id,
+                            model_uri=f"models:/{conf['registered_model']}@{conf['champion_alias']}",
+                            threshold=threshold, inputs=list(MODEL_INPUTS), params=params, metrics=_finite(metrics))
         conf_name = settings["mlflow"]["registered_model"]
         saved = registry.local_artifacts(_client(settings), conf_name, str(version))
         registry.export_champion(model, card, settings, None if saved is None else saved / "sparkml")
-    write_json(model_metrics_path(settings), summary, default=float)
+    write_manifest(model_metrics_path(settings), summary)
