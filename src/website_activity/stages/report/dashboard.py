@@ -190,7 +190,7 @@ def render(data: "ReportData", settings: Settings) -> str:
         "funnel": funnel_chart(data.funnel),
         "heatmap": heatmap_chart(frames["traffic_by_local_hour"]),
         "coefficients": coefficients_chart(data.model.coefficients),
-        "quarantine": quarantine_chart((data.ingest or {}).get("quarantine_by_reason") or {}),
+        "quarantine": quarantine_chart((data.ingest.quarantine_by_reason if data.ingest else None) or {}),
     }
     roc = _image_uri(data.model.images.get("roc_curve.png"))
     top_pages = frames["traffic_by_page"].head(int(settings["report"]["top_pages"])).to_dict("records")
@@ -199,9 +199,10 @@ def render(data: "ReportData", settings: Settings) -> str:
         k=data.kpis, charts=charts, roc=roc, model=data.model, run=data.model.run or {},
         recent_runs=data.model.runs[-8:][::-1], funnel=data.funnel, five_vs=data.five_vs,
         top_pages=top_pages, suites=suites, failures=[q for q in quality if q["success"] != "true"],
-        validation={"status": None, "expectations": None, "rows": None, **(data.validation or {})},
+        validation={"status": None, "expectations": None, "rows": None,
+                    **(data.validation.to_dict() if data.validation else {})},
         ingest={**dict.fromkeys(("records_read", "silver", "quarantined", "duplicates_removed", "reconciled")),
-                **(data.ingest or {})},
+                **(data.ingest.to_dict() if data.ingest else {})},
         links=data.links,
         generated_at=data.generated_at, profile=settings["profile"],
         ip_mode=settings["report"]["ip_mode"])

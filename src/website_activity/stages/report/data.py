@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from website_activity.core.manifests import IngestSummary, ValidationGate
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -34,8 +36,8 @@ class ReportData:
     funnel: list[dict[str, Any]]
     five_vs: list[dict[str, Any]]
     model: ModelInfo
-    validation: dict[str, Any] | None
-    ingest: dict[str, Any] | None
+    validation: ValidationGate | None      # latest.json (None: never validated)
+    ingest: IngestSummary | None           # ingest.json (None: never ingested)
     quality: list[dict[str, str]]
     links: dict[str, str]
     generated_at: str
