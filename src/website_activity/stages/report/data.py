@@ -26,6 +26,15 @@ class ModelInfo:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class DashboardOptions:
+    """The configuration's values the dashboard shows or is shaped by (``report.*``, the profile)."""
+
+    top_pages: int          # report.top_pages: rows of the busiest pages table
+    profile: str            # the configuration profile, in the page's footer
+    ip_mode: str            # report.ip_mode: how the page says addresses were pseudonymised
+
+
 @dataclass
 class ReportData:
     """Everything the dashboard shows (the CSVs' frames and the run's figures)."""

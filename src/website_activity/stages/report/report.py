@@ -47,7 +47,7 @@ from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError, first_line
 from website_activity.core.manifests import IngestSummary, ProduceManifest, ValidationGate
 from website_activity.stages.report.dashboard import write_dashboard
-from website_activity.stages.report.data import ModelInfo, ReportData
+from website_activity.stages.report.data import DashboardOptions, ModelInfo, ReportData
 from website_activity.stages.report.privacy import ip_pseudonymiser
 
 if TYPE_CHECKING:
@@ -378,7 +378,7 @@ def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
         PipelineError: Silver is missing or empty, ``report.ip_mode`` is ``hash`` without a key,
             or the MLflow store cannot be read.
     """
-    pseudonym = ip_pseudonymiser(settings)  # a missing key fails before any Spark work
+    pseudonym = pseudonymiser(settings)  # a missing key fails before any Spark work
     model = model_info(settings)
     silver = read_silver(spark, settings).persist()
     sessions = session_table(silver).persist()
@@ -402,12 +402,27 @@ def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
                       funnel=tables.funnel, five_vs=vs, model=model, validation=validation, ingest=ingest,
                       quality=read_quality(quality_csv), links=links(settings, out, model),
                       generated_at=iso(datetime.now(timezone.utc)))
-    written.append(write_dashboard(data, settings, out / "index.html"))
+    written.append(write_dashboard(data, dashboard_options(settings), out / "index.html"))
     log.info("reports in %s (%d files, %d MLflow runs)", out, len(written), len(model.runs))
     return written
 
 
 # -- the steps of run_report ----------------------------------------------------------------
+def pseudonymiser(settings: Settings) -> Any:
+    """What reports show instead of an address, per ``report.ip_mode`` (see :mod:`.privacy`).
+
+    Raises:
+        ConfigError: An unknown mode, or ``hash`` without its key in the environment.
+    """
+    conf = settings["report"]
+    return ip_pseudonymiser(conf["ip_mode"], conf["ip_hash_key_env"])
+
+
+def dashboard_options(settings: Settings) -> DashboardOptions:
+    conf = settings["report"]
+    return DashboardOptions(top_pages=int(conf["top_pages"]), profile=settings["profile"], ip_mode=conf["ip_mode"])
+
+
 def reports_folder(settings: Settings) -> Path:
     """``paths.reports``, created if missing."""
     out = settings.path("reports")
