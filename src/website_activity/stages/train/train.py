@@ -49,7 +49,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from website_activity.adapters import registry
 from website_activity.adapters.files import read_manifest, write_manifest
@@ -500,20 +500,23 @@ def score_splits(model: "PipelineModel", labelled: "DataFrame") -> tuple["pd.Dat
     return val, test
 
 
-def oracle_figures(settings: Settings, sessions: "pd.DataFrame",
-                   test: "pd.DataFrame") -> tuple[dict[str, float], tuple | None, str]:
+def oracle_figures(truth: "pd.DataFrame | None", sessions: "pd.DataFrame", test: "pd.DataFrame",
+                   ground_truth: Path) -> tuple[dict[str, float], tuple | None, str]:
     """The oracle's metrics on the complete test sessions, its ROC curve's data and a note.
 
     Two oracles: the generator's true probabilities, and a logistic regression on the true
     model's own inputs fitted on the complete training sessions (what a regression can reach
     with perfect features on these sessions).
+
+    Args:
+        truth: The generator's ground truth (:func:`read_ground_truth`; None: there is none).
+        ground_truth: Where it was looked for (``paths.ground_truth``), for the note.
     """
     from website_activity.simulate.generator import FEATURES
     from website_activity.stages.train import evaluation as ev
 
-    truth = read_ground_truth(settings)
     if truth is None:
-        return {}, None, "no ground truth in " + str(settings.path("ground_truth"))
+        return {}, None, "no ground truth in " + str(ground_truth)
     truth = truth[truth["complete"].astype(bool)]
     joined = test[["session_id", "label", "probability"]].merge(truth, on="session_id", how="inner")
     fit_on = sessions[sessions["split"] == "train"].merge(truth, on="session_id", how="inner")
@@ -632,7 +635,7 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
     log_split_counts(data)
     trained = train_and_score(settings, client, data, seconds)
     metrics = run_metrics(settings, data, trained, seconds["search"])
-    params = run_params(settings, trained.fitted, data)
+    params = run_params(settings["train"], trained.fitted, data, config_hash(settings))
     run_id, model_uri, version, promotion = log_run(settings, experiment_id, client, data, trained, metrics,
                                                     params, gate, force, seconds, started_all)
     write_summary(settings, run_id, version, params, metrics, trained.threshold, promotion, trained.fitted.model,
@@ -691,7 +694,8 @@ def run_metrics(settings: Settings, data: Prepared, trained: Trained, search_sec
     """The run's metrics (:func:`evaluate`), the oracles' and the champion's; records the oracle's
     curve and note on ``trained``."""
     metrics = evaluate(trained.val, trained.test, trained.threshold, data.counts, trained.fitted, trained.coefs)
-    oracle, trained.oracle_curve, trained.oracle_note = oracle_figures(settings, data.sessions, trained.test)
+    oracle, trained.oracle_curve, trained.oracle_note = oracle_figures(
+        read_ground_truth(settings), data.sessions, trained.test, settings.path("ground_truth"))
     metrics.update(oracle)
     champion = trained.champion
     if champion is not None and champion.val_roc_auc is not None:
@@ -727,9 +731,13 @@ def evaluate(val: "pd.DataFrame", test: "pd.DataFrame", threshold: float, counts
     return metrics
 
 
-def run_params(settings: Settings, fitted: Fitted, data: Prepared) -> dict[str, Any]:
-    """The run's MLflow params: the pipeline, the search and its winner, the split, the data."""
-    conf = settings["train"]
+def run_params(conf: Mapping[str, Any], fitted: Fitted, data: Prepared, config_digest: str) -> dict[str, Any]:
+    """The run's MLflow params: the pipeline, the search and its winner, the split, the data.
+
+    Args:
+        conf: The ``train`` section of the configuration.
+        config_digest: :func:`config_hash` of the whole configuration.
+    """
     lr = fitted.model.stages[-1]
     return {
         "pipeline": PIPELINE, "features": ",".join(MODEL_INPUTS), "label": "session has a purchase",
@@ -743,7 +751,7 @@ def run_params(settings: Settings, fitted: Fitted, data: Prepared) -> dict[str, 
         "tol": conf["tol"], "threshold_rule": "max F1 on validation", "seed": conf["seed"],
         "test_fraction": conf["test_fraction"], "validation_fraction": conf["validation_fraction"],
         "events": data.events, "rows": data.events, "sessions": sum(n for n, _ in data.counts.values()),
-        "config_hash": config_hash(settings),
+        "config_hash": config_digest,
     }
 
 
