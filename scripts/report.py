@@ -5,8 +5,7 @@ import click
 from website_activity.adapters.lake import silver_path
 from website_activity.adapters.spark import spark_session
 from website_activity.cli import common_options, main_wrapper, settings_from
-from website_activity.stages.report.privacy import ip_pseudonymiser
-from website_activity.stages.report.report import run_report
+from website_activity.stages.report.report import pseudonymiser, run_report
 
 
 @click.command()
@@ -16,7 +15,7 @@ def main(profile, port):
     """Write the CSVs of reports/README.md and reports/index.html."""
     settings = settings_from(profile, port)
     silver_path(settings)  # fail in a second, not after starting Spark
-    ip_pseudonymiser(settings)  # so does a hash mode without its key
+    pseudonymiser(settings)  # so does a hash mode without its key
     with spark_session(settings, "report") as spark:
         paths = run_report(spark, settings)
     click.echo(f"report: {len(paths)} files in {paths[0].parent}; open {paths[-1]}")

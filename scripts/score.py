@@ -19,7 +19,9 @@ def main(profile, port):
     silver_path(settings)  # fail in a second, not after starting Spark
     with spark_session(settings, "score") as spark:
         r = run_score(spark, settings)
-    click.echo(f"score: {r['rows']} sessions scored by {champion_uri(settings)} (version {r['version']}, "
+    conf = settings["mlflow"]
+    click.echo(f"score: {r['rows']} sessions scored by {champion_uri(conf['registered_model'], conf['champion_alias'])} "
+               f"(version {r['version']}, "
                f"run {r['run_id']}) in {r['seconds']:.1f}s ({r['rows_per_s']:.0f} rows/s), "
                f"{r['positive']} predicted to buy -> {r['csv']}")
 

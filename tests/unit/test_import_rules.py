@@ -2,8 +2,9 @@
 
 The package's folders are its layers (docs/layout.md):
 
-* core/: errors, the configuration, the one event schema, the catalog of paths between stages.
-  Imports nothing of ours outside core and no engine.
+* core/: errors, the configuration, the one event schema, the catalog of paths between stages,
+  the manifests (the files stages hand each other, as typed records). Imports nothing of ours
+  outside core and no engine; the manifests import the stdlib and core.errors only.
 * adapters/: one per outside system (files, the Delta lake, Spark, the JVM, Kafka, MLflow), and
   the crash tests' failpoints. Import core and adapters only: never a stage, the simulator, the
   CLI or the devtools.
@@ -98,6 +99,13 @@ def test_core_imports_only_core_and_no_engine() -> None:
         assert others <= STDLIB | CORE_THIRD_PARTY, (name, others - STDLIB - CORE_THIRD_PARTY)
 
 
+def test_the_manifests_are_stdlib_records() -> None:
+    # core.manifests: frozen dataclasses of the files stages hand each other; not even YAML
+    ours, others = imports(modules()["core.manifests"])
+    assert known(ours) <= {"core.errors"}, ours
+    assert others <= STDLIB, others - STDLIB
+
+
 def test_adapters_and_the_simulator_import_no_stage_cli_or_devtools() -> None:
     allowed = {"adapters": {"core", "adapters"}, "simulate": {"core", "simulate"}}
     for name, path in modules().items():
@@ -155,3 +163,33 @@ def test_pure_transforms_take_values_and_do_no_io() -> None:
         assert "core.config" not in ours, f"{name} imports the settings: pass it values"
         assert not known(ours) & IO_ADAPTERS, (name, sorted(known(ours) & IO_ADAPTERS))
         assert not others & {"pathlib", "os", "shutil", "mlflow", "kafka", "great_expectations"}, (name, others)
+
+
+# The manifests' paths (core.catalog) and the records they hold (core.manifests).
+MANIFEST_PATHS = {"produce_manifest_path", "ingest_summary_path", "validation_gate_path", "model_metrics_path",
+                  "champion_card_path"}
+UNTYPED_IO = {"read_json", "write_json", "write_text", "read_text", "loads", "open"}
+
+
+def _called(node: ast.AST) -> str | None:
+    func = node.func if isinstance(node, ast.Call) else None
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def _names_a_manifest(node: ast.AST) -> bool:
+    return any(_called(n) in MANIFEST_PATHS for n in ast.walk(node))
+
+
+def test_manifests_are_read_and_written_as_records() -> None:
+    """Every read or write of a manifest's path goes through adapters.files' record functions: no
+    ``json.loads(path.read_text())``, ``read_json(path)`` or ``write_json(path, ...)`` of it."""
+    untyped = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            called = _called(node)
+            if called in UNTYPED_IO:
+                receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
+                parts = [*node.args, *(k.value for k in node.keywords), *([receiver] if receiver else [])]
+                if any(_names_a_manifest(p) for p in parts):
+                    untyped.append(f"{name}:{node.lineno} {called}")
+    assert not untyped, untyped

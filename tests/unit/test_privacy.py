@@ -28,13 +28,17 @@ def test_hash_is_keyed_stable_and_hides_the_address() -> None:
 
 
 def test_mode_comes_from_the_config_and_the_key_from_the_environment(tmp_path) -> None:
-    assert ip_pseudonymiser(make_settings(tmp_path))("10.1.2.3") == "10.1.2.0/24"
-    hashed = make_settings(tmp_path, report__ip_mode="hash")
+    def values(settings):  # what the report stage hands the pseudonymiser
+        return settings["report"]["ip_mode"], settings["report"]["ip_hash_key_env"]
+
+    assert ip_pseudonymiser(*values(make_settings(tmp_path)))("10.1.2.3") == "10.1.2.0/24"
+    hashed = values(make_settings(tmp_path, report__ip_mode="hash"))
+    assert hashed == ("hash", "WA_IP_HASH_KEY")
     with pytest.raises(ConfigError, match="WA_IP_HASH_KEY is not set"):
-        ip_pseudonymiser(hashed, environ={})
+        ip_pseudonymiser(*hashed, environ={})
     with pytest.raises(ConfigError, match="shorter than 16"):
-        ip_pseudonymiser(hashed, environ={"WA_IP_HASH_KEY": "short"})
-    f = ip_pseudonymiser(hashed, environ={"WA_IP_HASH_KEY": "s" * 20})
+        ip_pseudonymiser(*hashed, environ={"WA_IP_HASH_KEY": "short"})
+    f = ip_pseudonymiser(*hashed, environ={"WA_IP_HASH_KEY": "s" * 20})
     assert f("10.1.2.3") == hash_ip("10.1.2.3", b"s" * 20)
 
 

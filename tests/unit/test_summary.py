@@ -26,15 +26,28 @@ def test_results_come_from_the_stages_files(tmp_path) -> None:
     runs = settings.path("runs")
     runs.mkdir(parents=True)
     (runs / "produce.json").write_text(json.dumps({"events": 100, "faults": {"a": 2, "b": 1}, "sent": 103,
-                                                   "records": 103}))
-    (runs / "ingest.json").write_text(json.dumps({"silver": 100, "quarantined": 3, "duplicates_removed": 0,
-                                                  "quarantine_by_reason": {"not_json": 3}, "reconciled": True}))
+                                                   "records": 103, "failed": 0}))
+    (runs / "ingest.json").write_text(json.dumps({"records_read": 103, "silver": 100, "quarantined": 3,
+                                                  "duplicates_removed": 0, "quarantine_by_reason": {"not_json": 3},
+                                                  "reconciled": True}))
     models = settings.path("models")
     models.mkdir(parents=True)
-    (models / "metrics.json").write_text(json.dumps({"metrics": {"roc_auc": 0.75, "oracle_roc_auc": 0.8},
+    (models / "metrics.json").write_text(json.dumps({"run_id": "r1", "version": "3", "params": {},
+                                                     "metrics": {"roc_auc": 0.75, "oracle_roc_auc": 0.8},
                                                      "promotion": {"promoted": True, "version": "3"}}))
     results = stage_results(settings)
     assert results["produce"] == "100 events + 3 faults: 103 of 103 records sent"
     assert results["ingest"] == "silver 100, quarantined 3 (not_json 3), duplicates removed 0"
     assert results["train"] == "test ROC AUC 0.750 vs oracle 0.800; version 3 is champion"
     assert "validate" not in results and "score" not in results  # those stages left nothing
+
+
+def test_a_broken_file_shows_its_one_line_error_in_the_table(tmp_path) -> None:
+    settings = make_settings(tmp_path)
+    runs = settings.path("runs")
+    runs.mkdir(parents=True)
+    (runs / "ingest.json").write_text(json.dumps({"silver": 100, "quarantined": 3, "duplicates_removed": 0}))
+    (runs / "produce.json").write_text("{not json")
+    results = stage_results(settings)
+    assert results["ingest"] == f"{runs / 'ingest.json'}: the required key 'records_read' is missing: run make ingest again"
+    assert results["produce"].startswith(f"{runs / 'produce.json'}: not valid JSON")

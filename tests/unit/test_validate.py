@@ -17,7 +17,8 @@ from website_activity.simulate.generator import EventGenerator
 from website_activity.stages.ingest import parse_records, rules_of, split_valid
 from website_activity.stages.validate import (CSV_HEADER, RECONCILIATION_SUITE, SUITE_NAME, build_suite, build_suites,
                                               earliest_event_time, quarantine_rate, reconciliation_frame,
-                                              run_validate, save_project, validate_frame, validate_frames)
+                                              run_validate, save_project, suite_rules, validate_frame,
+                                              validate_frames)
 
 EVENTS = 2000
 BETWEEN = "expect_column_values_to_be_between"
@@ -58,7 +59,7 @@ def failed(report) -> set[tuple[str, str | None]]:
 
 
 def test_suite_is_generated_from_the_config(settings) -> None:
-    checks = {(e.expectation_type, getattr(e, "column", None)) for e in build_suite(settings).expectations}
+    checks = {(e.expectation_type, getattr(e, "column", None)) for e in build_suite(suite_rules(settings)).expectations}
     for name in required_fields(settings.schema_fields):
         assert ("expect_column_values_to_not_be_null", name) in checks
         assert ("expect_column_values_to_be_of_type", name) in checks
@@ -67,13 +68,13 @@ def test_suite_is_generated_from_the_config(settings) -> None:
     # a new enum in the config is checked without touching the code
     data = copy.deepcopy(settings.data)
     data["schema"]["enums"]["timezone"] = ["UTC"]
-    extended = build_suite(Settings(data=data, root=settings.root))
-    assert len(extended.expectations) == len(build_suite(settings).expectations) + 1
+    extended = build_suite(suite_rules(Settings(data=data, root=settings.root)))
+    assert len(extended.expectations) == len(build_suite(suite_rules(settings)).expectations) + 1
 
 
 def test_viewports_and_shares_come_from_the_config(settings) -> None:
     def viewport_bounds(s):
-        return {(e.notes, e.column): e.max_value for e in build_suite(s).expectations
+        return {(e.notes, e.column): e.max_value for e in build_suite(suite_rules(s)).expectations
                 if e.expectation_type == BETWEEN and e.row_condition is not None}
 
     bounds = viewport_bounds(settings)
@@ -82,7 +83,7 @@ def test_viewports_and_shares_come_from_the_config(settings) -> None:
     wider = with_rules(settings, viewports={**settings["validation"]["viewports"], "mobile": [430, 932]})
     assert viewport_bounds(wider)[("mobile clicks inside 430x932", "click_coordinates_x")] == 429
     # a share bound of 0 or 1 checks nothing, so no expectation is generated for it
-    shares = [e.notes for e in build_suite(settings).expectations if "share" in (e.notes or "")]
+    shares = [e.notes for e in build_suite(suite_rules(settings)).expectations if "share" in (e.notes or "")]
     assert "tablet share <= 0.5" in shares and not any(n.startswith("tablet share >=") for n in shares)
 
 
@@ -101,7 +102,7 @@ def test_committed_project_matches_the_config(spark, tmp_path) -> None:
 
     for folder in ("expectations", "validation_definitions", "checkpoints"):
         generated = sorted(p.name for p in (tmp_path / "gx" / folder).glob("*.json"))
-        assert generated == sorted(f"{name}.json" for name in build_suites(local)), folder
+        assert generated == sorted(f"{name}.json" for name in build_suites(suite_rules(local))), folder
         assert sorted(p.name for p in (committed / folder).glob("*.json")) == generated, folder
         for name in generated:
             fresh = json.loads((tmp_path / "gx" / folder / name).read_text())
@@ -114,7 +115,7 @@ def test_clean_events_pass(spark, settings, silver, capfd) -> None:
     assert report.success, report.summary()
     assert report.failures == []
     assert report.rows == EVENTS
-    assert report.expectations == len(build_suite(settings).expectations)
+    assert report.expectations == len(build_suite(suite_rules(settings)).expectations)
     # the device shares are fetched even when they pass: they are worth reading
     shares = {o.rule: o for o in report.outcomes if o.rule and "share" in o.rule}
     desktop = silver.where("device_type = 'desktop'").count()
@@ -248,7 +249,7 @@ def test_records_read_must_equal_silver_plus_quarantined_plus_duplicates(spark, 
 def test_the_event_time_window_starts_before_the_generator(settings) -> None:
     start = datetime.fromisoformat(settings["generator"]["start_time"])
     margin = timedelta(hours=settings["validation"]["event_time_margin_h"])
-    assert earliest_event_time(settings) == start - margin
+    assert earliest_event_time(suite_rules(settings)) == start - margin
 
 
 def read_csv(path: Path) -> list[dict]:

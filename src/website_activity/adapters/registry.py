@@ -19,16 +19,17 @@ those lakes hold.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from website_activity.core.catalog import champion_dir
+from website_activity.adapters.files import read_manifest, write_manifest
+from website_activity.core.catalog import champion_card_path, champion_dir
 from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError, first_line
+from website_activity.core.manifests import ChampionCard
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -116,13 +117,12 @@ def load_version(client: "MlflowClient", settings: Settings, version: Any) -> An
     from pyspark.ml import PipelineModel
 
     name = settings["mlflow"]["registered_model"]
-    card_path = champion_dir(settings) / "card.json"
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        card = {}
+        card = read_manifest(champion_card_path(settings), ChampionCard)
+    except PipelineError:  # a broken card: the version's MLflow artifacts instead
+        card = None
     # the run id too: a version number restarts in a new tracking store
-    if (card.get("name"), str(card.get("version")), card.get("run_id")) == (name, str(version.version), version.run_id) \
+    if card is not None and (card.name, str(card.version), card.run_id) == (name, str(version.version), version.run_id) \
             and (champion_dir(settings) / "model").is_dir():
         return PipelineModel.load(str(champion_dir(settings) / "model"))
     local = local_artifacts(client, name, str(version.version))
@@ -192,7 +192,7 @@ def promote(client: "MlflowClient", settings: Settings, version: str, val_roc_au
                      None if current_auc in (None, float("-inf")) else current_auc)
 
 
-def export_champion(model: Any, card: dict[str, Any], settings: Settings, saved: Path | None = None) -> Path:
+def export_champion(model: Any, card: ChampionCard, settings: Settings, saved: Path | None = None) -> Path:
     """Write the champion to ``models/champion/``: ``model/`` (the Spark PipelineModel) and ``card.json``.
 
     ``saved``: the same model as Spark already saved it (the logged model's ``sparkml`` folder in
@@ -210,7 +210,7 @@ def export_champion(model: Any, card: dict[str, Any], settings: Settings, saved:
             model.write().overwrite().save(str(tmp / "model"))
     except Exception as exc:
         raise PipelineError(f"cannot export the champion to {out}: {first_line(exc)}") from exc
-    (tmp / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_manifest(tmp / champion_card_path(settings).name, card)
     old = out.with_name(".champion.old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():

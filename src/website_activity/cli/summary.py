@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from website_activity.adapters.files import read_json
+from website_activity.adapters.files import read_manifest
 from website_activity.core.catalog import (ingest_summary_path, model_metrics_path, predictions_csv_path,
                                            produce_manifest_path, validation_gate_path)
 from website_activity.core.config import Settings
+from website_activity.core.errors import PipelineError, first_line
+from website_activity.core.manifests import IngestSummary, ModelMetrics, ProduceManifest, ValidationGate
 
 STAGES = ("kafka-up", "reset", "topics", "produce", "ingest", "validate", "train", "score", "report")
 # The stages that run in make all's own process, on one SparkSession: their scripts/<stage>.py.
@@ -111,30 +113,30 @@ def stage_results(settings: Settings) -> dict[str, str]:
     """One phrase per stage, from the files the stages wrote (a stage whose file is missing: none)."""
     root = settings.root
     out: dict[str, str] = {}
-    produce = read_json(produce_manifest_path(settings))
+    produce = _read(out, "produce", produce_manifest_path(settings), ProduceManifest)
     if produce:
-        faults = sum(int(v) for v in (produce.get("faults") or {}).values())
-        out["produce"] = (f"{produce.get('events', 0):,} events + {faults:,} faults: "
-                          f"{produce.get('sent', 0):,} of {produce.get('records', 0):,} records sent")
-    ingest = read_json(ingest_summary_path(settings))
+        faults = sum(int(v) for v in (produce.faults or {}).values())
+        out["produce"] = (f"{produce.events:,} events + {faults:,} faults: "
+                          f"{produce.sent:,} of {produce.records:,} records sent")
+    ingest = _read(out, "ingest", ingest_summary_path(settings), IngestSummary)
     if ingest:
-        kinds = quarantine_kinds(ingest.get("quarantine_by_reason") or {})
+        kinds = quarantine_kinds(ingest.quarantine_by_reason or {})
         shown = ", ".join(f"{k} {v:,}" for k, v in kinds.items()) or "none"
-        out["ingest"] = (f"silver {ingest.get('silver', 0):,}, quarantined {ingest.get('quarantined', 0):,} "
-                         f"({shown}), duplicates removed {ingest.get('duplicates_removed', 0):,}"
-                         f"{'' if ingest.get('reconciled') else ', NOT reconciled'}")
-    gate = read_json(validation_gate_path(settings))
+        out["ingest"] = (f"silver {ingest.silver:,}, quarantined {ingest.quarantined:,} "
+                         f"({shown}), duplicates removed {ingest.duplicates_removed:,}"
+                         f"{'' if ingest.reconciled else ', NOT reconciled'}")
+    gate = _read(out, "validate", validation_gate_path(settings), ValidationGate)
     if gate:
-        failed = len(gate.get("failures") or [])
-        out["validate"] = (f"gate {gate.get('status', '?')}: {gate.get('expectations', 0) - failed} of "
-                           f"{gate.get('expectations', 0)} expectations on {gate.get('rows', 0):,} rows")
-    model = read_json(model_metrics_path(settings))
+        failed = len(gate.failures or [])
+        out["validate"] = (f"gate {gate.status}: {gate.expectations - failed} of "
+                           f"{gate.expectations} expectations on {gate.rows:,} rows")
+    model = _read(out, "train", model_metrics_path(settings), ModelMetrics)
     if model:
-        m = model.get("metrics") or {}
+        m = model.metrics or {}
         auc = f"test ROC AUC {m['roc_auc']:.3f}" if isinstance(m.get("roc_auc"), (int, float)) else "no AUC"
         oracle = (f" vs oracle {m['oracle_roc_auc']:.3f}"
                   if isinstance(m.get("oracle_roc_auc"), (int, float)) else "")
-        p = model.get("promotion") or {}
+        p = model.promotion or {}
         if p.get("promoted"):
             champ = f"version {p.get('version')} is champion"
         elif p:
@@ -150,6 +152,15 @@ def stage_results(settings: Settings) -> dict[str, str]:
     if index.is_file():
         out["report"] = f"dashboard {_relative(index, root)}, CSVs in {_relative(index.parent, root)}/"
     return out
+
+
+def _read(out: dict[str, str], stage: str, path: Path, cls: type[Any]) -> Any:
+    """A stage's manifest (None: missing); a broken one leaves its one-line error as the stage's phrase."""
+    try:
+        return read_manifest(path, cls)
+    except PipelineError as exc:
+        out[stage] = first_line(exc)
+        return None
 
 
 def summary_table(runs: Sequence[StageRun], results: dict[str, str]) -> str:

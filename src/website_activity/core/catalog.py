@@ -1,7 +1,7 @@
 """Where every stage's output lives: the one place each path between stages is built.
 
-Stages meet through these files (a manifest one writes and the next reads), so each path is
-defined here once, from ``paths.*`` in the configuration, instead of in every reader. The lake's
+Stages meet through these files (a manifest one writes and the next reads, each a typed record
+of :mod:`website_activity.core.manifests`), so each path is defined here once, from ``paths.*`` in the configuration, instead of in every reader. The lake's
 tables are ``settings.path("bronze")`` and so on (their folders are the configuration itself).
 Imports nothing but the configuration: no engine, no other stage.
 """
@@ -58,6 +58,11 @@ def model_metrics_path(settings: Settings) -> Path:
 def champion_dir(settings: Settings) -> Path:
     """The champion exported for readers outside MLflow: ``model/`` and ``card.json``."""
     return settings.path("models") / "champion"
+
+
+def champion_card_path(settings: Settings) -> Path:
+    """``card.json``: which registered version (name, version, run id, URI) the export is."""
+    return champion_dir(settings) / "card.json"
 
 
 def predictions_csv_path(settings: Settings) -> Path:

@@ -42,9 +42,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from website_activity.adapters.files import require_manifest
 from website_activity.core.catalog import ingest_summary_path, model_metrics_path, produce_manifest_path
 from website_activity.core.config import Settings, load_config, repo_root
 from website_activity.core.errors import PipelineError
+from website_activity.core.manifests import IngestSummary, ModelMetrics, ProduceManifest, ValidationGate
 
 log = logging.getLogger(__name__)
 
@@ -330,17 +332,17 @@ class Bench:
         return f
 
 
-def _model_checks(bench: Any, summary: dict[str, Any]) -> None:
+def _model_checks(bench: Any, summary: ModelMetrics) -> None:
     """The model against the generator's truth at scale: the gap to the true probabilities on the
     same sessions, and the signs of the inputs that mirror the true model's."""
     from website_activity.stages.train.evaluation import true_signs
 
-    m = summary["metrics"]
+    m = summary.metrics
     at_scale = bench.events >= 1_000_000
     if m.get("oracle_gap") is not None:
         bench.add("model_oracle_gap", "true probabilities' test ROC AUC minus the model's (same sessions)",
                   float(m["oracle_gap"]), "AUC", target="<= 0.01 at 1M", holds=(m["oracle_gap"] <= 0.01) if at_scale else None)
-        signs = true_signs(summary["coefficients_per_unit"])
+        signs = true_signs(summary.coefficients_per_unit)
         bench.add("model_true_signs", f"inputs mirroring the true model with its signs ({', '.join(sorted(signs))})",
                   float(sum(signs.values())), f"of {len(signs)}", target="all at 1M",
                   holds=all(signs.values()) if at_scale else None)
@@ -424,7 +426,7 @@ def _generator_figures(bench: Bench, s: Settings, gen_events: int, naive_events:
 def _pipeline(bench: Bench, s: Settings, profile: str | None, overrides: dict[str, Any], scratch: Path,
               logs: Path | None) -> None:
     from website_activity.adapters.topics import create_topics
-    from website_activity.core.catalog import ingest_summary_path, produce_manifest_path, validation_gate_path
+    from website_activity.core.catalog import validation_gate_path
 
     env = env_for({k: v for k, v in overrides.items() if k != "kafka.port"})
     common = ["--port", str(s["kafka"]["port"])] + (["--profile", profile] if profile else [])
@@ -439,19 +441,20 @@ def _pipeline(bench: Bench, s: Settings, profile: str | None, overrides: dict[st
             if kind == "spark_driver":
                 peaks["spark_driver"] = max(peaks.get("spark_driver", 0.0), mb)
         if name == "produce":
-            _producer_baseline(bench, s, json.loads(produce_manifest_path(s).read_text()), create_topics)
+            _producer_baseline(bench, s, require_manifest(produce_manifest_path(s), ProduceManifest), create_topics)
         elif name == "ingest":
-            _ingest_baseline(bench, s, json.loads(ingest_summary_path(s).read_text()), scratch)
+            _ingest_baseline(bench, s, require_manifest(ingest_summary_path(s), IngestSummary), scratch)
         elif name == "validate":
-            latest = json.loads(validation_gate_path(s).read_text())
-            bench.add("validate_seconds", "validation (both suites, Data Docs)", float(latest["seconds"]), "s")
+            latest = require_manifest(validation_gate_path(s), ValidationGate)
+            bench.add("validate_seconds", "validation (both suites, Data Docs)", float(latest.seconds), "s")
         elif name == "train":
             bench.add("train_seconds", "training (features, search, evaluation, MLflow)", r.seconds, "s")
-            m = json.loads(model_metrics_path(s).read_text())["metrics"]
+            trained = require_manifest(model_metrics_path(s), ModelMetrics)
+            m = trained.metrics
             bench.extra["model"] = {k: m.get(k) for k in ("roc_auc", "pr_auc", "log_loss", "oracle_roc_auc",
                                                           "oracle_gap")}
             bench.add("model_roc_auc", "model test ROC AUC", float(m["roc_auc"]), "")
-            _model_checks(bench, json.loads(model_metrics_path(s).read_text()))
+            _model_checks(bench, trained)
             if m.get("oracle_roc_auc") is not None:
                 gap = float(m["oracle_roc_auc"]) - float(m["roc_auc"])
                 bench.add("oracle_roc_auc", "oracle ROC AUC (generator's true model)", float(m["oracle_roc_auc"]),
@@ -464,9 +467,9 @@ def _pipeline(bench: Bench, s: Settings, profile: str | None, overrides: dict[st
     total = sum(bench.stages.values())
     bench.add("pipeline_seconds", f"make all stages at {bench.events:,} events", total, "s",
               target="<= 360 s at 1M", holds=(total <= 360) if bench.events >= 1_000_000 else None)
-    ingest = json.loads(ingest_summary_path(s).read_text())
-    bench.add("silver_files", "silver files", float(ingest["silver_files"]), "files")
-    avg_mb = ingest["silver_avg_file_bytes"] / 1e6
+    ingest = require_manifest(ingest_summary_path(s), IngestSummary)
+    bench.add("silver_files", "silver files", float(ingest.silver_files), "files")
+    avg_mb = ingest.silver_avg_file_bytes / 1e6
     bench.add("silver_avg_file_mb", "silver average file size", avg_mb, "MB", target=">= 32 MB at 1M",
               holds=(avg_mb >= 32) if bench.events >= 1_000_000 else None)  # a smaller lake is smaller in all
     bench.add("producer_peak_rss_mb", "producer process peak RSS", peaks.get("producer", 0.0), "MB")
@@ -474,12 +477,12 @@ def _pipeline(bench: Bench, s: Settings, profile: str | None, overrides: dict[st
               peaks.get("spark_driver", 0.0), "MB")
 
 
-def _producer_baseline(bench: Bench, s: Settings, manifest: dict, create_topics: Any) -> None:
-    records = int(manifest["records"])
+def _producer_baseline(bench: Bench, s: Settings, manifest: ProduceManifest, create_topics: Any) -> None:
+    records = int(manifest.records)
     # As ProducerPerformance counts: records acknowledged over the send loop (the two producers run
     # in parallel: until the slower one is done). make produce's own rate, from the processes' spawn
     # (Python start, imports, generator setup, ground truth) to their end, is kept beside it.
-    sending = records / max(t["seconds"] for t in manifest["topics"])
+    sending = records / max(t["seconds"] for t in manifest.topics)
     rate = sending
     payload = s.path("data") / "bench_payload.txt"
     payload.parent.mkdir(parents=True, exist_ok=True)
@@ -493,10 +496,10 @@ def _producer_baseline(bench: Bench, s: Settings, manifest: dict, create_topics:
     pp_runs = [producer_performance(s, s.bootstrap_servers, f"bench-pp-{tag}", records, payload)
                for _ in range(bench.runs)]
     pp = statistics.median(pp_runs)
-    bench.extra["producers"] = {"records": records, "events": manifest["events"], "seconds": manifest["seconds"],
-                                "records_per_s_from_spawn": manifest["rate"],
-                                "send_seconds": [t["seconds"] for t in manifest["topics"]],
-                                "bytes": manifest["bytes"], "avg_record_bytes": manifest["bytes"] / records,
+    bench.extra["producers"] = {"records": records, "events": manifest.events, "seconds": manifest.seconds,
+                                "records_per_s_from_spawn": manifest.rate,
+                                "send_seconds": [t["seconds"] for t in manifest.topics],
+                                "bytes": manifest.bytes, "avg_record_bytes": manifest.bytes / records,
                                 "payload_avg_record_bytes": sum(sizes) / len(sizes),
                                 "producer_performance_records_per_s": pp_runs,
                                 "compression": s["producer"]["compression_type"]}
@@ -506,10 +509,10 @@ def _producer_baseline(bench: Bench, s: Settings, manifest: dict, create_topics:
               baseline=pp, target=">= 50k/s", holds=rate >= 50_000)
 
 
-def _ingest_baseline(bench: Bench, s: Settings, summary: dict, scratch: Path) -> None:
+def _ingest_baseline(bench: Bench, s: Settings, summary: IngestSummary, scratch: Path) -> None:
     from website_activity.adapters.spark import spark_session
 
-    rate = float(summary["rate"])
+    rate = float(summary.rate)
     rates, seconds = [], []
     with spark_session(s, "bench-baseline") as spark:
         for i in range(bench.runs):
@@ -518,9 +521,9 @@ def _ingest_baseline(bench: Bench, s: Settings, summary: dict, scratch: Path) ->
             seconds.append(round(secs, 2))
             shutil.rmtree(scratch / f"baseline-{i}", ignore_errors=True)
     batch = statistics.median(rates)
-    bench.extra["ingest"] = {"records": summary["records_read"], "seconds": summary["seconds"],
-                             "batches": summary["batches"], "spark_batch_seconds": seconds,
-                             "reconciled": summary["reconciled"]}
+    bench.extra["ingest"] = {"records": summary.records_read, "seconds": summary.seconds,
+                             "batches": summary.batches, "spark_batch_seconds": seconds,
+                             "reconciled": summary.reconciled}
     bench.add("spark_batch_records_per_s", "Spark batch read.format(kafka) -> Parquet", batch, "records/s",
               runs=bench.runs)
     f = bench.add("ingest_records_per_s", "ingest (Kafka -> bronze, quarantine, silver, gold)", rate, "records/s",
@@ -688,9 +691,9 @@ def _live_run(s: Settings, profile: str | None, scratch: Path, rate: float, dura
     if proc.returncode != 0:
         raise PipelineError(f"live at {rate:.0f}/s exited with code {proc.returncode}: "
                             f"{lines[-1][1] if lines else ''}")
-    manifest = json.loads(produce_manifest_path(run_settings).read_text())
-    summary = json.loads(ingest_summary_path(run_settings).read_text())
-    produce_seconds = max(t["seconds"] for t in manifest["topics"])
+    manifest = require_manifest(produce_manifest_path(run_settings), ProduceManifest)
+    summary = require_manifest(ingest_summary_path(run_settings), IngestSummary)
+    produce_seconds = max(t["seconds"] for t in manifest.topics)
     batch_lines = [(t, ln) for t, ln in lines if ln.startswith("live: batch ")]
     first_t = batch_lines[0][0] - float(re.search(r"in ([\d.]+)s", batch_lines[0][1]).group(1)) if batch_lines else 0.0
     end_of_production = first_t + produce_seconds
@@ -734,7 +737,7 @@ def live_phase(bench: Any, s: Settings, profile: str | None, scratch: Path, logs
         duration_s, search = min(duration_s, 30.0), ()
     first = _live_run(s, profile, scratch, rate, duration_s, logs)
     runs = [first]
-    lat = first["summary"].get("latency_s") or {}
+    lat = first["summary"].latency_s or {}
     for q in ("p50", "p95", "p99"):
         if lat.get(q) is not None:
             f = bench.add(f"live_latency_{q}_s", f"live latency {q} at {rate:,.0f}/s", lat[q], "s",
@@ -760,10 +763,10 @@ def live_phase(bench: Any, s: Settings, profile: str | None, scratch: Path, logs
                   "records/s", target=">= 10,000 (goal 30,000)")
     f.holds = sustained >= 10_000
     bench.extra["live"] = [{k: v for k, v in run.items() if k not in ("manifest", "summary")}
-                           | {"live_rate": run["manifest"].get("live_rate"),
-                              "records": run["manifest"]["records"],
-                              "quarantine_by_reason": run["summary"].get("quarantine_by_reason"),
-                              "reconciled": run["summary"].get("reconciled"),
-                              "latency_s": run["summary"].get("latency_s"),
+                           | {"live_rate": run["manifest"].live_rate,
+                              "records": run["manifest"].records,
+                              "quarantine_by_reason": run["summary"].quarantine_by_reason,
+                              "reconciled": run["summary"].reconciled,
+                              "latency_s": run["summary"].latency_s,
                               "throughput": round(_throughput(run), 1),
                               "grows": _backlog_grows(run)} for run in runs]

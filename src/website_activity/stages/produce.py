@@ -33,11 +33,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from website_activity.adapters.files import atomic_path, write_json
+from website_activity.adapters.files import atomic_path, write_manifest
 from website_activity.adapters.topics import BootstrapErrors, client_config, connect_failure
 from website_activity.core.catalog import ground_truth_path, produce_manifest_path
 from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError
+from website_activity.core.manifests import ProduceManifest
 from website_activity.simulate.generator import CHUNK, FAULT_KINDS, EventGenerator, live_event_rate, parse_start
 
 log = logging.getLogger(__name__)
@@ -383,7 +384,12 @@ class ProduceRun:
     """The outcome of :func:`run_produce` (iterable over its per-topic results)."""
 
     results: list[ProduceResult]
-    manifest: dict
+    record: ProduceManifest
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """``produce.json`` as written (the record's document)."""
+        return self.record.to_dict()
 
     def __iter__(self):
         return iter(self.results)
@@ -435,12 +441,12 @@ def run_produce(settings: Settings, events: int | None, seed: int, *, duration: 
         for p in procs:
             p.join(timeout=10)
     results = _results(outcomes, topics)
-    manifest = write_manifest(settings, events, seed, results, time.monotonic() - t0,
-                              {"duration": duration, "rate": rate, "start": start, "live": live})
-    failed = manifest["failed"]
-    if failed:
+    manifest = produce_manifest(settings, events, seed, results, time.monotonic() - t0,
+                                {"duration": duration, "rate": rate, "start": start, "live": live})
+    write_manifest(produce_manifest_path(settings), manifest)
+    if manifest.failed:
         first = next(r.first_error for r in results if r.failed)
-        raise PipelineError(f"{failed} of {manifest['records']} records were not acknowledged by the "
+        raise PipelineError(f"{manifest.failed} of {manifest.records} records were not acknowledged by the "
                             f"broker ({first}); manifest: {produce_manifest_path(settings)}")
     return ProduceRun(results, manifest)
 
@@ -535,27 +541,26 @@ class _Bar:
             self.bar.close()
 
 
-def write_manifest(settings: Settings, events: int | None, seed: int, results: list[ProduceResult],
-                   seconds: float, options: dict) -> dict:
+def produce_manifest(settings: Settings, events: int | None, seed: int, results: list[ProduceResult],
+                     seconds: float, options: dict) -> ProduceManifest:
+    """``produce.json``'s record: the producers' results summed, the run's options."""
     faults = {k: sum(r.faults.get(k, 0) for r in results) for k in FAULT_KINDS}
     p = settings["producer"]
-    manifest = {
-        "seed": seed,
-        "events": events if events is not None else sum(r.events for r in results),
-        "records": sum(r.records for r in results),
-        "sent": sum(r.sent for r in results),
-        "failed": sum(r.failed for r in results),
-        "faults": faults,
-        "bytes": sum(r.bytes for r in results),
-        "first_event_time": min((r.first_event_time for r in results if r.first_event_time), default=None),
-        "last_event_time": max((r.last_event_time for r in results if r.last_event_time), default=None),
-        "seconds": round(seconds, 3),
-        "rate": round(sum(r.sent for r in results) / seconds, 1) if seconds > 0 else 0.0,
-        "live_rate": round(sum(r.live_rate for r in results), 1),
-        "options": {**options, "compression_type": p["compression_type"], "linger_ms": p["linger_ms"],
-                    "batch_size": p["batch_size"]},
-        "ground_truth": [str(ground_truth_path(settings, r.topic)) for r in results],
-        "topics": [asdict(r) for r in results],
-    }
-    write_json(produce_manifest_path(settings), manifest)
-    return manifest
+    return ProduceManifest(
+        seed=seed,
+        events=events if events is not None else sum(r.events for r in results),
+        records=sum(r.records for r in results),
+        sent=sum(r.sent for r in results),
+        failed=sum(r.failed for r in results),
+        faults=faults,
+        bytes=sum(r.bytes for r in results),
+        first_event_time=min((r.first_event_time for r in results if r.first_event_time), default=None),
+        last_event_time=max((r.last_event_time for r in results if r.last_event_time), default=None),
+        seconds=round(seconds, 3),
+        rate=round(sum(r.sent for r in results) / seconds, 1) if seconds > 0 else 0.0,
+        live_rate=round(sum(r.live_rate for r in results), 1),
+        options={**options, "compression_type": p["compression_type"], "linger_ms": p["linger_ms"],
+                 "batch_size": p["batch_size"]},
+        ground_truth=[str(ground_truth_path(settings, r.topic)) for r in results],
+        topics=[asdict(r) for r in results],
+    )

@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 PREDICTION_COLUMNS = ("session_id", "user_id", "probability", "prediction", "actual")
 
 
-def champion_uri(settings: Settings) -> str:
-    conf = settings["mlflow"]
-    return f"models:/{conf['registered_model']}@{conf['champion_alias']}"
+def champion_uri(registered_model: str, alias: str) -> str:
+    """The champion's model URI: ``models:/<mlflow.registered_model>@<mlflow.champion_alias>``."""
+    return f"models:/{registered_model}@{alias}"
 
 
 def load_champion(settings: Settings) -> tuple[Any, Any]:
@@ -46,20 +46,21 @@ def load_champion(settings: Settings) -> tuple[Any, Any]:
     from website_activity.adapters.registry import champion, client as mlflow_client
 
     conf = settings["mlflow"]
+    uri = champion_uri(conf["registered_model"], conf["champion_alias"])
     client = mlflow_client(settings)
     try:
         version = champion(client, conf["registered_model"], conf["champion_alias"])
     except Exception as exc:
         raise PipelineError(f"MLflow at {settings.tracking_uri}: {first_line(exc)}") from exc
     if version is None:
-        raise PipelineError(f"no model holds {champion_uri(settings)} in {settings.tracking_uri}: "
+        raise PipelineError(f"no model holds {uri} in {settings.tracking_uri}: "
                             "run make train (a version becomes champion when it passes the promotion rule)")
     try:
         model = _load_spark_model(client, settings, version)
     except PipelineError:
         raise
     except Exception as exc:
-        raise PipelineError(f"cannot load {champion_uri(settings)}: {first_line(exc)}") from exc
+        raise PipelineError(f"cannot load {uri}: {first_line(exc)}") from exc
     return model, version
 
 
@@ -82,19 +83,21 @@ def _load_spark_model(client: Any, settings: Settings, version: Any) -> Any:
     "DFS" (the same local disk here), which was most of this stage's time. Any other store goes
     through MLflow.
     """
-    uri = client.get_model_version_download_uri(settings["mlflow"]["registered_model"], version.version)
+    conf = settings["mlflow"]
+    model_uri = champion_uri(conf["registered_model"], conf["champion_alias"])
+    uri = client.get_model_version_download_uri(conf["registered_model"], version.version)
     folder = local_model_dir(uri)
     if folder is not None:
         from pyspark.ml import PipelineModel
 
-        log.info("loading %s from %s", champion_uri(settings), folder)
+        log.info("loading %s from %s", model_uri, folder)
         return PipelineModel.load(str(folder))
     import mlflow
     import mlflow.spark
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    return mlflow.spark.load_model(champion_uri(settings))
+    return mlflow.spark.load_model(model_uri)
 
 
 def predictions(model: Any, features: "DataFrame") -> "DataFrame":

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from website_activity.core.catalog import ingest_ledger_dir, ingest_summary_path
 from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError, first_line
+from website_activity.core.manifests import IngestSummary
 from website_activity.adapters.failpoints import failpoint
-from website_activity.adapters.files import write_json, write_text
+from website_activity.adapters.files import write_json, write_manifest, write_text
 from website_activity.stages.ingest.accounting import (COUNTS, LATENCY_BUCKET_MS, BatchStats, Lap, gold_range,
                                                        latency_histogram, latency_percentiles, ledger_totals,
                                                        reconcile, watermarks)
@@ -545,7 +546,7 @@ def finish_run(spark: "SparkSession", settings: Settings, batches: list[BatchSta
     }
     problems = reconcile(summary)
     summary["reconciled"] = not problems
-    write_json(ingest_summary_path(settings), summary)
+    write_manifest(ingest_summary_path(settings), IngestSummary.from_dict(summary))
     if problems:
         raise PipelineError(f"the lake does not reconcile: {'; '.join(problems)} (see {ingest_summary_path(settings)})")
     return summary

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from website_activity.adapters.files import write_text
-from website_activity.core.config import Settings
 
 if TYPE_CHECKING:
-    from website_activity.stages.report.data import ReportData
+    from website_activity.stages.report.data import DashboardOptions, ReportData
 
 TEMPLATE = "dashboard.html.j2"
 COLORS = {"desktop": "#4c72b0", "mobile": "#dd8452", "tablet": "#55a868"}
@@ -170,7 +169,7 @@ def _fmt(value: Any, kind: str = "int") -> str:
     return f"{int(value):,}"
 
 
-def render(data: "ReportData", settings: Settings) -> str:
+def render(data: "ReportData", options: "DashboardOptions") -> str:
     """The page's HTML."""
     import jinja2
 
@@ -190,23 +189,24 @@ def render(data: "ReportData", settings: Settings) -> str:
         "funnel": funnel_chart(data.funnel),
         "heatmap": heatmap_chart(frames["traffic_by_local_hour"]),
         "coefficients": coefficients_chart(data.model.coefficients),
-        "quarantine": quarantine_chart((data.ingest or {}).get("quarantine_by_reason") or {}),
+        "quarantine": quarantine_chart((data.ingest.quarantine_by_reason if data.ingest else None) or {}),
     }
     roc = _image_uri(data.model.images.get("roc_curve.png"))
-    top_pages = frames["traffic_by_page"].head(int(settings["report"]["top_pages"])).to_dict("records")
+    top_pages = frames["traffic_by_page"].head(int(options.top_pages)).to_dict("records")
     template = env.get_template(TEMPLATE)
     return template.render(
         k=data.kpis, charts=charts, roc=roc, model=data.model, run=data.model.run or {},
         recent_runs=data.model.runs[-8:][::-1], funnel=data.funnel, five_vs=data.five_vs,
         top_pages=top_pages, suites=suites, failures=[q for q in quality if q["success"] != "true"],
-        validation={"status": None, "expectations": None, "rows": None, **(data.validation or {})},
+        validation={"status": None, "expectations": None, "rows": None,
+                    **(data.validation.to_dict() if data.validation else {})},
         ingest={**dict.fromkeys(("records_read", "silver", "quarantined", "duplicates_removed", "reconciled")),
-                **(data.ingest or {})},
+                **(data.ingest.to_dict() if data.ingest else {})},
         links=data.links,
-        generated_at=data.generated_at, profile=settings["profile"],
-        ip_mode=settings["report"]["ip_mode"])
+        generated_at=data.generated_at, profile=options.profile,
+        ip_mode=options.ip_mode)
 
 
-def write_dashboard(data: "ReportData", settings: Settings, path: Path) -> Path:
+def write_dashboard(data: "ReportData", options: "DashboardOptions", path: Path) -> Path:
     """Render and write ``index.html`` atomically."""
-    return write_text(path, render(data, settings))
+    return write_text(path, render(data, options))

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from website_activity.core.manifests import IngestSummary, ValidationGate
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -24,6 +26,15 @@ class ModelInfo:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class DashboardOptions:
+    """The configuration's values the dashboard shows or is shaped by (``report.*``, the profile)."""
+
+    top_pages: int          # report.top_pages: rows of the busiest pages table
+    profile: str            # the configuration profile, in the page's footer
+    ip_mode: str            # report.ip_mode: how the page says addresses were pseudonymised
+
+
 @dataclass
 class ReportData:
     """Everything the dashboard shows (the CSVs' frames and the run's figures)."""
@@ -34,8 +45,8 @@ class ReportData:
     funnel: list[dict[str, Any]]
     five_vs: list[dict[str, Any]]
     model: ModelInfo
-    validation: dict[str, Any] | None
-    ingest: dict[str, Any] | None
+    validation: ValidationGate | None      # latest.json (None: never validated)
+    ingest: IngestSummary | None           # ingest.json (None: never ingested)
     quality: list[dict[str, str]]
     links: dict[str, str]
     generated_at: str

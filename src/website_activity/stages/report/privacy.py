@@ -26,7 +26,6 @@ import os
 import re
 from typing import Callable, Mapping
 
-from website_activity.core.config import Settings
 from website_activity.core.errors import ConfigError
 from website_activity.core.schema import IPV4_REGEX
 
@@ -50,21 +49,24 @@ def hash_ip(ip: str, key: bytes) -> str:
     return hmac.new(key, ip.encode("ascii"), hashlib.sha256).hexdigest()[:16]
 
 
-def ip_pseudonymiser(settings: Settings, environ: Mapping[str, str] | None = None) -> Callable[[str], str]:
-    """The function that turns an address into what reports show, per ``report.ip_mode``.
+def ip_pseudonymiser(mode: str, key_env: str, environ: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    """The function that turns an address into what reports show, per ``mode`` (``report.ip_mode``).
+
+    Args:
+        mode: ``truncate`` or ``hash``.
+        key_env: The environment variable that holds the hash's key (``report.ip_hash_key_env``).
+        environ: Where to look it up (default: the process's environment).
 
     Raises:
         ConfigError: An unknown mode, or ``hash`` without a key (of at least 16 characters)
             in the environment.
     """
-    conf = settings["report"]
-    mode = conf["ip_mode"]
     if mode == "truncate":
         return truncate_ip
     if mode != "hash":
         raise ConfigError(f"report.ip_mode must be one of {', '.join(IP_MODES)}, got {mode!r}")
     environ = os.environ if environ is None else environ
-    name = conf["ip_hash_key_env"]
+    name = key_env
     key = environ.get(name, "")
     if len(key) < MIN_KEY_CHARS:
         raise ConfigError(f"report.ip_mode is 'hash' but the environment variable {name} "

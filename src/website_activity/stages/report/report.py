@@ -40,13 +40,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from website_activity.adapters.files import atomic_path, read_json
+from website_activity.adapters.files import atomic_path, read_manifest
 from website_activity.adapters.lake import has_table, read_silver, read_table, table_stats
 from website_activity.core.catalog import ingest_summary_path, produce_manifest_path, validation_gate_path
 from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError, first_line
+from website_activity.core.manifests import IngestSummary, ProduceManifest, ValidationGate
 from website_activity.stages.report.dashboard import write_dashboard
-from website_activity.stages.report.data import ModelInfo, ReportData
+from website_activity.stages.report.data import DashboardOptions, ModelInfo, ReportData
 from website_activity.stages.report.privacy import ip_pseudonymiser
 
 if TYPE_CHECKING:
@@ -260,8 +261,8 @@ def model_info(settings: Settings) -> ModelInfo:
 
 # -- the 5Vs --------------------------------------------------------------------------------
 def five_vs(settings: Settings, *, silver_rows: int, traffic_seconds: float, model: ModelInfo,
-            validation: dict[str, Any] | None, produce: dict[str, Any] | None,
-            ingest: dict[str, Any] | None) -> list[dict[str, Any]]:
+            validation: ValidationGate | None, produce: ProduceManifest | None,
+            ingest: IngestSummary | None) -> list[dict[str, Any]]:
     """The 5Vs of the original write-up, each from a figure measured in this run.
 
     ``traffic_seconds`` is the span of the events' own times in silver (simulated traffic).
@@ -279,7 +280,7 @@ def five_vs(settings: Settings, *, silver_rows: int, traffic_seconds: float, mod
     add("volume", "silver files", silver["files"], "files", "silver Parquet files")
     add("volume", "traffic span", round(traffic_seconds, 3), "seconds", "silver event times (max - min)")
     if produce:
-        add("volume", "JSON sent", produce.get("bytes", 0), "bytes", "produce.json")
+        add("volume", "JSON sent", produce.bytes, "bytes", "produce.json")
     if traffic_seconds > 0:
         per_second = silver["bytes"] / traffic_seconds
         for unit, seconds in SECONDS.items():
@@ -287,28 +288,28 @@ def five_vs(settings: Settings, *, silver_rows: int, traffic_seconds: float, mod
         add("velocity", "traffic rate", silver_rows / traffic_seconds, "events/s of traffic",
             "silver rows / traffic span")
     if produce:
-        add("velocity", "produced", produce.get("rate", 0.0), "records/s", "produce.json (both producers)")
-        for t in produce.get("topics", []):
+        add("velocity", "produced", produce.rate, "records/s", "produce.json (both producers)")
+        for t in produce.topics:
             if t.get("seconds"):
                 add("velocity", f"produced to {t['topic']}", t["sent"] / t["seconds"], "records/s", "produce.json")
     if ingest:
-        add("velocity", "ingested", ingest.get("rate", 0.0), "records/s", "ingest.json (last run)")
+        add("velocity", "ingested", ingest.rate, "records/s", "ingest.json (last run)")
     for f in settings.schema_fields:
         add("variety", f"field {f['name']}", f["type"], "required" if f.get("required") else "optional",
             "website_activity.core.schema")
     add("variety", "sources", len(settings.topics), "topics", "topics.names")
     if validation:
-        total = int(validation.get("expectations") or 0)
-        failed = len(validation.get("failures") or [])
+        total = int(validation.expectations or 0)
+        failed = len(validation.failures or [])
         if total:
             add("veracity", "expectations passed", 100.0 * (total - failed) / total, "%", "latest validation")
-        add("veracity", "validation status", validation.get("status", "unknown"), "", "latest validation")
-    if ingest and ingest.get("records_read"):
-        read = ingest["records_read"]
-        add("veracity", "quarantined", 100.0 * ingest["quarantined"] / read, "% of records read", "ingest.json")
-        add("veracity", "duplicates removed", 100.0 * ingest["duplicates_removed"] / read, "% of records read",
+        add("veracity", "validation status", validation.status, "", "latest validation")
+    if ingest and ingest.records_read:
+        read = ingest.records_read
+        add("veracity", "quarantined", 100.0 * ingest.quarantined / read, "% of records read", "ingest.json")
+        add("veracity", "duplicates removed", 100.0 * ingest.duplicates_removed / read, "% of records read",
             "ingest.json")
-        add("veracity", "reconciled", str(bool(ingest.get("reconciled"))).lower(),
+        add("veracity", "reconciled", str(bool(ingest.reconciled)).lower(),
             "records read = silver + quarantined + duplicates", "ingest.json")
     run = model.run
     if run:
@@ -377,7 +378,7 @@ def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
         PipelineError: Silver is missing or empty, ``report.ip_mode`` is ``hash`` without a key,
             or the MLflow store cannot be read.
     """
-    pseudonym = ip_pseudonymiser(settings)  # a missing key fails before any Spark work
+    pseudonym = pseudonymiser(settings)  # a missing key fails before any Spark work
     model = model_info(settings)
     silver = read_silver(spark, settings).persist()
     sessions = session_table(silver).persist()
@@ -389,8 +390,9 @@ def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
         silver.unpersist()
     frames = {**tables.frames, "traffic_per_minute": traffic_per_minute(spark, settings),
               **session_frames(tables.sessions, tables.users, pseudonym)}
-    produce, ingest = read_json(produce_manifest_path(settings)), read_json(ingest_summary_path(settings))
-    validation = read_json(validation_gate_path(settings))
+    produce = read_manifest(produce_manifest_path(settings), ProduceManifest)
+    ingest = read_manifest(ingest_summary_path(settings), IngestSummary)
+    validation = read_manifest(validation_gate_path(settings), ValidationGate)
     totals = tables.totals
     vs = five_vs(settings, silver_rows=int(totals["events"]), traffic_seconds=traffic_seconds(totals), model=model,
                  validation=validation, produce=produce, ingest=ingest)
@@ -400,12 +402,27 @@ def run_report(spark: "SparkSession", settings: Settings) -> list[Path]:
                       funnel=tables.funnel, five_vs=vs, model=model, validation=validation, ingest=ingest,
                       quality=read_quality(quality_csv), links=links(settings, out, model),
                       generated_at=iso(datetime.now(timezone.utc)))
-    written.append(write_dashboard(data, settings, out / "index.html"))
+    written.append(write_dashboard(data, dashboard_options(settings), out / "index.html"))
     log.info("reports in %s (%d files, %d MLflow runs)", out, len(written), len(model.runs))
     return written
 
 
 # -- the steps of run_report ----------------------------------------------------------------
+def pseudonymiser(settings: Settings) -> Any:
+    """What reports show instead of an address, per ``report.ip_mode`` (see :mod:`.privacy`).
+
+    Raises:
+        ConfigError: An unknown mode, or ``hash`` without its key in the environment.
+    """
+    conf = settings["report"]
+    return ip_pseudonymiser(conf["ip_mode"], conf["ip_hash_key_env"])
+
+
+def dashboard_options(settings: Settings) -> DashboardOptions:
+    conf = settings["report"]
+    return DashboardOptions(top_pages=int(conf["top_pages"]), profile=settings["profile"], ip_mode=conf["ip_mode"])
+
+
 def reports_folder(settings: Settings) -> Path:
     """``paths.reports``, created if missing."""
     out = settings.path("reports")
@@ -495,16 +512,16 @@ def read_quality(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def kpis(totals: Any, steps: list[dict[str, Any]], ingest: dict[str, Any] | None,
+def kpis(totals: Any, steps: list[dict[str, Any]], ingest: IngestSummary | None,
          run: dict[str, Any] | None) -> dict[str, Any]:
     """The dashboard's headline figures."""
     sessions_n = steps[0]["sessions"]
-    read = (ingest or {}).get("records_read") or 0
+    read = (ingest.records_read if ingest else 0) or 0
     run = run or {}
     return {
         "events": int(totals["events"]), "users": int(totals["users"]), "sessions": sessions_n,
         "conversion_rate": steps[-1]["sessions"] / sessions_n if sessions_n else 0.0,
-        "quarantine_rate": (ingest or {}).get("quarantined", 0) / read if read else None,
+        "quarantine_rate": ingest.quarantined / read if ingest and read else None,
         "roc_auc": run.get("roc_auc"), "oracle_roc_auc": run.get("oracle_roc_auc"),
         "first_event": iso(totals["first"]), "last_event": iso(totals["last"]),
     }

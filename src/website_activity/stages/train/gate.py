@@ -7,14 +7,15 @@ Delta logs.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
+from website_activity.adapters.files import read_manifest
 from website_activity.adapters.lake import lake_fingerprint
 from website_activity.core.catalog import validation_gate_path
 from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError
+from website_activity.core.manifests import ValidationGate
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,20 @@ def check_gate(settings: Settings) -> GateStatus:
     path = validation_gate_path(settings)
     rerun = "run make validate"
     try:
-        latest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        latest = read_manifest(path, ValidationGate)
+    except PipelineError as exc:  # unreadable, or without a key the gate needs
+        return GateStatus("missing", str(exc))
+    if latest is None:
         return GateStatus("missing", f"the lake was never validated (no {path}): {rerun} first")
-    except (OSError, ValueError) as exc:
-        return GateStatus("missing", f"cannot read {path} ({exc.__class__.__name__}): {rerun} again")
-    when = latest.get("timestamp")
-    if latest.get("status") != "passed":
-        failures = latest.get("failures") or []
+    when = latest.timestamp
+    if not latest.passed:
+        failures = latest.failures or []
         first = failures[0] if failures else {}
         name = first.get("expectation", "?") + (f"({first['column']})" if first.get("column") else "")
         count = f"{len(failures)} expectation{'s' if len(failures) != 1 else ''}"
         return GateStatus("failed", f"the latest validation ({when}) failed {count}, first {name}: "
                                     f"fix the data and {rerun}", when)
-    if latest.get("fingerprint") != lake_fingerprint(settings):
+    if latest.fingerprint != lake_fingerprint(settings):
         return GateStatus("stale", f"the lake changed since its validation ({when}): {rerun} again", when)
     return GateStatus("passed", f"validated {when}", when)
 

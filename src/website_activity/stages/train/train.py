@@ -49,15 +49,17 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from website_activity.adapters import registry
-from website_activity.adapters.files import read_json, write_json
+from website_activity.adapters.files import read_manifest, write_manifest
 from website_activity.adapters.lake import read_silver
 from website_activity.core.catalog import (ingest_summary_path, model_metrics_path, produce_manifest_path,
                                            validation_gate_path)
 from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError, first_line
+from website_activity.core.manifests import (ChampionCard, IngestSummary, Manifest, ModelMetrics, ProduceManifest,
+                                             ValidationGate)
 from website_activity.stages.features import (CATEGORICAL, FEATURE_COLUMNS, MODEL_INPUTS, NUMERIC, ONE_HOT_INTEGER,
                                               read_features, session_features, write_features)
 from website_activity.stages.train.gate import GateStatus, require_gate
@@ -213,12 +215,22 @@ def coefficients_table(model: "PipelineModel", schema_df: "DataFrame") -> "pd.Da
 def run_name(settings: Settings, events: int) -> str:
     """What a run is, for the MLflow UI: ``20000 events, seed 7, local`` (the seed of the produce
     run that made the lake, when its manifest is there)."""
-    produced = read_json(produce_manifest_path(settings)) or {}
-    seed = f", seed {produced['seed']}" if "seed" in produced else ""
+    produced = _manifest(produce_manifest_path(settings), ProduceManifest)
+    seed = f", seed {produced.seed}" if produced is not None and produced.seed is not None else ""
     return f"{events} events{seed}, {settings['profile']}"
 
 
 # -- the I/O edge -----------------------------------------------------------------------------
+def _manifest(path: Path, cls: type[Any]) -> Any:
+    """A manifest that names or tags a run (none when missing; a broken one is skipped, with a
+    warning: the quality gate judges latest.json on its own)."""
+    try:
+        return read_manifest(path, cls)
+    except PipelineError as exc:
+        log.warning("%s", exc)
+        return None
+
+
 def artifact_location(settings: Settings) -> str:
     """``mlflow.artifact_root`` as a URI: a local folder becomes ``file://``, a URI stays as is."""
     root = settings["mlflow"]["artifact_root"]
@@ -352,14 +364,15 @@ def lineage_tags(settings: Settings) -> dict[str, str]:
     status = _git(settings, "status", "--porcelain", "--untracked-files=no")
     if status is not None:
         tags["git_dirty"] = str(bool(status)).lower()
-    sources = {"validation": validation_gate_path(settings),
-               "produce": produce_manifest_path(settings),
-               "ingest": ingest_summary_path(settings)}
-    for prefix, path in sources.items():
-        data = read_json(path)
-        if data is None:
+    sources: dict[str, tuple[Path, type[Manifest]]] = {
+        "validation": (validation_gate_path(settings), ValidationGate),
+        "produce": (produce_manifest_path(settings), ProduceManifest),
+        "ingest": (ingest_summary_path(settings), IngestSummary)}
+    for prefix, (path, cls) in sources.items():
+        record = _manifest(path, cls)
+        if record is None:
             continue
-        for key, value in data.items():
+        for key, value in record.to_dict().items():
             if isinstance(value, dict) and prefix == "validation" and key == "quarantine":
                 for k, v in value.items():
                     tags[f"validation.quarantine_{k}"] = str(v)
@@ -487,20 +500,23 @@ def score_splits(model: "PipelineModel", labelled: "DataFrame") -> tuple["pd.Dat
     return val, test
 
 
-def oracle_figures(settings: Settings, sessions: "pd.DataFrame",
-                   test: "pd.DataFrame") -> tuple[dict[str, float], tuple | None, str]:
+def oracle_figures(truth: "pd.DataFrame | None", sessions: "pd.DataFrame", test: "pd.DataFrame",
+                   ground_truth: Path) -> tuple[dict[str, float], tuple | None, str]:
     """The oracle's metrics on the complete test sessions, its ROC curve's data and a note.
 
     Two oracles: the generator's true probabilities, and a logistic regression on the true
     model's own inputs fitted on the complete training sessions (what a regression can reach
     with perfect features on these sessions).
+
+    Args:
+        truth: The generator's ground truth (:func:`read_ground_truth`; None: there is none).
+        ground_truth: Where it was looked for (``paths.ground_truth``), for the note.
     """
     from website_activity.simulate.generator import FEATURES
     from website_activity.stages.train import evaluation as ev
 
-    truth = read_ground_truth(settings)
     if truth is None:
-        return {}, None, "no ground truth in " + str(settings.path("ground_truth"))
+        return {}, None, "no ground truth in " + str(ground_truth)
     truth = truth[truth["complete"].astype(bool)]
     joined = test[["session_id", "label", "probability"]].merge(truth, on="session_id", how="inner")
     fit_on = sessions[sessions["split"] == "train"].merge(truth, on="session_id", how="inner")
@@ -537,7 +553,8 @@ def _log_artifacts(run_dir: Path, test: "pd.DataFrame", metrics: dict[str, float
 def validated_silver(spark: "SparkSession", settings: Settings) -> tuple["DataFrame", int | None]:
     """Silver as the quality gate validated it: the Delta version in ``latest.json``, read with
     time travel (``versionAsOf``); the latest version when no validation recorded one."""
-    version = (read_json(validation_gate_path(settings)) or {}).get("silver_version")
+    gate = _manifest(validation_gate_path(settings), ValidationGate)
+    version = None if gate is None else gate.silver_version
     return read_silver(spark, settings, version), version
 
 
@@ -618,7 +635,7 @@ def run_train(spark: "SparkSession", settings: Settings, force: bool = False) ->
     log_split_counts(data)
     trained = train_and_score(settings, client, data, seconds)
     metrics = run_metrics(settings, data, trained, seconds["search"])
-    params = run_params(settings, trained.fitted, data)
+    params = run_params(settings["train"], trained.fitted, data, config_hash(settings))
     run_id, model_uri, version, promotion = log_run(settings, experiment_id, client, data, trained, metrics,
                                                     params, gate, force, seconds, started_all)
     write_summary(settings, run_id, version, params, metrics, trained.threshold, promotion, trained.fitted.model,
@@ -677,7 +694,8 @@ def run_metrics(settings: Settings, data: Prepared, trained: Trained, search_sec
     """The run's metrics (:func:`evaluate`), the oracles' and the champion's; records the oracle's
     curve and note on ``trained``."""
     metrics = evaluate(trained.val, trained.test, trained.threshold, data.counts, trained.fitted, trained.coefs)
-    oracle, trained.oracle_curve, trained.oracle_note = oracle_figures(settings, data.sessions, trained.test)
+    oracle, trained.oracle_curve, trained.oracle_note = oracle_figures(
+        read_ground_truth(settings), data.sessions, trained.test, settings.path("ground_truth"))
     metrics.update(oracle)
     champion = trained.champion
     if champion is not None and champion.val_roc_auc is not None:
@@ -713,9 +731,13 @@ def evaluate(val: "pd.DataFrame", test: "pd.DataFrame", threshold: float, counts
     return metrics
 
 
-def run_params(settings: Settings, fitted: Fitted, data: Prepared) -> dict[str, Any]:
-    """The run's MLflow params: the pipeline, the search and its winner, the split, the data."""
-    conf = settings["train"]
+def run_params(conf: Mapping[str, Any], fitted: Fitted, data: Prepared, config_digest: str) -> dict[str, Any]:
+    """The run's MLflow params: the pipeline, the search and its winner, the split, the data.
+
+    Args:
+        conf: The ``train`` section of the configuration.
+        config_digest: :func:`config_hash` of the whole configuration.
+    """
     lr = fitted.model.stages[-1]
     return {
         "pipeline": PIPELINE, "features": ",".join(MODEL_INPUTS), "label": "session has a purchase",
@@ -729,7 +751,7 @@ def run_params(settings: Settings, fitted: Fitted, data: Prepared) -> dict[str, 
         "tol": conf["tol"], "threshold_rule": "max F1 on validation", "seed": conf["seed"],
         "test_fraction": conf["test_fraction"], "validation_fraction": conf["validation_fraction"],
         "events": data.events, "rows": data.events, "sessions": sum(n for n, _ in data.counts.values()),
-        "config_hash": config_hash(settings),
+        "config_hash": config_digest,
     }
 
 
@@ -805,15 +827,16 @@ def write_summary(settings: Settings, run_id: str, version: str | None, params: 
 
     out = settings.path("models")
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"run_id": run_id, "version": version, "params": params, "metrics": metrics, "threshold": threshold,
-               "promotion": None if promotion is None else registry.promotion_dict(promotion),
-               "coefficients_per_unit": dict(zip(coefs["feature"], coefs["coefficient_per_unit"].astype(float)))}
+    summary = ModelMetrics(
+        run_id=run_id, version=version, params=params, metrics=metrics, threshold=threshold,
+        promotion=None if promotion is None else registry.promotion_dict(promotion),
+        coefficients_per_unit=dict(zip(coefs["feature"], coefs["coefficient_per_unit"].astype(float))))
     if promotion is not None and promotion.promoted:
         conf = settings["mlflow"]
-        card = {"name": conf["registered_model"], "version": version, "run_id": run_id,
-                "model_uri": f"models:/{conf['registered_model']}@{conf['champion_alias']}",
-                "threshold": threshold, "inputs": list(MODEL_INPUTS), "params": params, "metrics": _finite(metrics)}
+        card = ChampionCard(name=conf["registered_model"], version=version, run_id=run_id,
+                            model_uri=f"models:/{conf['registered_model']}@{conf['champion_alias']}",
+                            threshold=threshold, inputs=list(MODEL_INPUTS), params=params, metrics=_finite(metrics))
         conf_name = settings["mlflow"]["registered_model"]
         saved = registry.local_artifacts(_client(settings), conf_name, str(version))
         registry.export_champion(model, card, settings, None if saved is None else saved / "sparkml")
-    write_json(model_metrics_path(settings), summary, default=float)
+    write_manifest(model_metrics_path(settings), summary)

@@ -41,7 +41,7 @@ in ``<reports>/data_docs/`` (viewable offline, see :mod:`website_activity.stages
 
 The parts, pure first:
 
-* :mod:`.suites`: the two suites, generated from the configuration (no I/O);
+* :mod:`.suites`: the two suites, generated from the configuration's values (:class:`SuiteRules`; no I/O);
 * :mod:`.outcomes`: a GX result as :class:`Outcome` records, the :class:`ValidationReport`, and
   the CSV and JSON documents made from it (no I/O);
 * :mod:`.context`: GX plumbing (in-memory and file contexts, saved suites, checkpoints);
@@ -52,16 +52,16 @@ The parts, pure first:
 
 from __future__ import annotations
 
-from website_activity.stages.validate.context import ephemeral_context, file_context, save_project
+from website_activity.stages.validate.context import ephemeral_context, file_context, save_project, suite_rules
 from website_activity.stages.validate.outcomes import CSV_HEADER, Outcome, ValidationReport
 from website_activity.stages.validate.run import ingest_counts, run_validate, write_quality_csv, write_report
 from website_activity.stages.validate.runner import reconciliation_frame, validate_frame, validate_frames
-from website_activity.stages.validate.suites import (RECONCILIATION_SUITE, SUITE_NAME, SUITES,
+from website_activity.stages.validate.suites import (RECONCILIATION_SUITE, SUITE_NAME, SUITES, SuiteRules,
                                                      build_reconciliation_suite, build_suite, build_suites,
                                                      earliest_event_time, quarantine_rate, suite_parameters)
 
-__all__ = ["CSV_HEADER", "Outcome", "RECONCILIATION_SUITE", "SUITES", "SUITE_NAME", "ValidationReport",
+__all__ = ["CSV_HEADER", "Outcome", "RECONCILIATION_SUITE", "SUITES", "SUITE_NAME", "SuiteRules", "ValidationReport",
            "build_reconciliation_suite", "build_suite", "build_suites", "earliest_event_time",
            "ephemeral_context", "file_context", "ingest_counts", "quarantine_rate",
-           "reconciliation_frame", "run_validate", "save_project", "suite_parameters", "validate_frame",
+           "reconciliation_frame", "run_validate", "save_project", "suite_parameters", "suite_rules", "validate_frame",
            "validate_frames", "write_quality_csv", "write_report"]

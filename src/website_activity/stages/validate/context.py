@@ -1,5 +1,6 @@
 """Great Expectations plumbing: contexts (in memory, or the project in ``paths.gx``), the saved
-suites, validation definitions and checkpoints."""
+suites, validation definitions and checkpoints, and the suites' rules read from the configuration
+(:func:`suite_rules`: the pure :mod:`.suites` receive those values, not the configuration)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,23 @@ from typing import TYPE_CHECKING, Any
 
 from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError, first_line
-from website_activity.stages.validate.suites import SUITES, build_suites
+from website_activity.stages.validate.suites import SUITES, SuiteRules, build_suites
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
 
 DATASOURCE = "lake"
 DOCS_SITE = "reports"
+
+
+def suite_rules(settings: Settings) -> SuiteRules:
+    """The values of the configuration the suites are generated from."""
+    rules = settings["validation"]
+    return SuiteRules(fields=settings.schema_fields, enums=settings["schema"]["enums"],
+                      viewports=rules["viewports"], device_share=rules["device_share"],
+                      start_time=settings["generator"]["start_time"],
+                      event_time_margin_h=rules["event_time_margin_h"], clock_skew_s=rules["clock_skew_s"],
+                      max_quarantine_rate=rules["max_quarantine_rate"])
 
 
 def _quiet(context: Any) -> Any:
@@ -110,12 +121,12 @@ def _save_suite(context: Any, suite: "ExpectationSuite") -> "ExpectationSuite":
     return context.suites.add_or_update(suite)
 
 
-def save_checkpoints(context: Any, settings: Settings, names: list[str], docs: bool) -> dict[str, Any]:
+def save_checkpoints(context: Any, rules: SuiteRules, names: list[str], docs: bool) -> dict[str, Any]:
     """Save the suites, validation definitions and one checkpoint per suite (add or update)."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
-    suites = build_suites(settings)
+    suites = build_suites(rules)
     definitions = batch_definitions(context)
     actions = [UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])] if docs else []
     checkpoints = {}
@@ -139,5 +150,5 @@ def save_project(settings: Settings) -> Path:
     Returns:
         The GX project folder.
     """
-    save_checkpoints(file_context(settings), settings, list(SUITES), docs=True)
+    save_checkpoints(file_context(settings), suite_rules(settings), list(SUITES), docs=True)
     return settings.path("gx")

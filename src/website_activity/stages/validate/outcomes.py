@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from website_activity.core.manifests import ValidationGate
+
 EXAMPLES = 5  # unexpected values kept per failed expectation
 SUMMARY_FAILURES = 5  # failures named in the one-line summary
 CSV_HEADER = ("suite", "expectation", "column", "rule", "success", "unexpected_count",
@@ -151,10 +153,9 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def report_document(report: ValidationReport, timestamp: datetime, **extra: Any) -> str:
-    """The report as JSON text (with ``extra`` keys such as the lake's fingerprint)."""
-    doc = {"timestamp": timestamp.isoformat(timespec="seconds"), **report.to_dict(), **extra}
-    return json.dumps(doc, indent=2, default=str) + "\n"
+def gate_record(report: ValidationReport, timestamp: datetime, **extra: Any) -> ValidationGate:
+    """The report as ``latest.json``'s record (with ``extra`` keys such as the lake's fingerprint)."""
+    return ValidationGate(timestamp=timestamp.isoformat(timespec="seconds"), **report.to_dict(), **extra)
 
 
 def quality_csv(report: ValidationReport) -> str:

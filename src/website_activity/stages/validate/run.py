@@ -3,19 +3,19 @@ Data Docs, ``data_quality.csv`` and ``latest.json``."""
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from website_activity.adapters.files import write_text
+from website_activity.adapters.files import read_manifest, write_manifest, write_text
 from website_activity.adapters.lake import lake_fingerprint, lake_versions, read_quarantine_count, read_silver
 from website_activity.core.catalog import data_docs_index, ingest_summary_path, quality_csv_path, validation_gate_path
 from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError, ValidationFailed
+from website_activity.core.manifests import IngestSummary
 from website_activity.stages.validate.context import file_context
-from website_activity.stages.validate.outcomes import ValidationReport, quality_csv, report_document
+from website_activity.stages.validate.outcomes import ValidationReport, gate_record, quality_csv
 from website_activity.stages.validate.runner import reconciliation_frame, validate_frames
 from website_activity.stages.validate.suites import RECONCILIATION_SUITE, SUITE_NAME, quarantine_rate
 
@@ -26,21 +26,24 @@ log = logging.getLogger(__name__)
 
 
 def ingest_counts(settings: Settings) -> dict[str, Any] | None:
-    """``records_read`` and ``duplicates_removed`` from ingest's summary (None: no summary)."""
+    """``records_read`` and ``duplicates_removed`` from ingest's summary (None: no summary).
+
+    Raises:
+        PipelineError: The summary is unreadable, lacks a count, or holds one that is not a number.
+    """
     path = ingest_summary_path(settings)
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        return {"records_read": int(summary["records_read"]),
-                "duplicates_removed": int(summary["duplicates_removed"])}
-    except FileNotFoundError:
+    summary = read_manifest(path, IngestSummary)
+    if summary is None:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    try:
+        return {"records_read": int(summary.records_read), "duplicates_removed": int(summary.duplicates_removed)}
+    except (ValueError, TypeError) as exc:
         raise PipelineError(f"cannot read {path} ({exc.__class__.__name__}): run make ingest again") from exc
 
 
 def write_report(report: ValidationReport, path: Path, **extra: Any) -> None:
-    """Write the report as JSON (with ``extra`` keys such as the lake's fingerprint)."""
-    write_text(path, report_document(report, datetime.now(timezone.utc), **extra))
+    """Write the report as ``latest.json`` (with ``extra`` keys such as the lake's fingerprint)."""
+    write_manifest(path, gate_record(report, datetime.now(timezone.utc), **extra))
 
 
 def write_quality_csv(report: ValidationReport, path: Path) -> None:

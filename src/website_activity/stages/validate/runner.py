@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
 from website_activity.core.config import Settings
-from website_activity.stages.validate.context import DOCS_SITE, batch_definitions, ephemeral_context, save_checkpoints
+from website_activity.stages.validate.context import (DOCS_SITE, batch_definitions, ephemeral_context, save_checkpoints,
+                                                      suite_rules)
 from website_activity.stages.validate.outcomes import EXAMPLES, Outcome, ValidationReport, outcome
 from website_activity.stages.validate.suites import SUITE_NAME, SUITES, quarantine_rate, suite_parameters
 
@@ -65,8 +66,9 @@ def validate_frames(frames: Mapping[str, "DataFrame"], settings: Settings, *, co
     if unknown:
         raise ValueError(f"no suite named {', '.join(sorted(unknown))}")
     names = [n for n in SUITES if n in frames]
-    saved = save_checkpoints(context, settings, names, docs)
-    parameters = suite_parameters(settings, now)
+    rules = suite_rules(settings)
+    saved = save_checkpoints(context, rules, names, docs)
+    parameters = suite_parameters(rules, now)
     run_id = RunIdentifier(run_name=RUN_NAME, run_time=now)
     outcomes: list[Outcome] = []
     suites: dict[str, bool] = {}

@@ -1,11 +1,16 @@
-"""The two validation suites, generated from the configuration (pure: no data, no I/O)."""
+"""The two validation suites, generated from the configuration's rules (pure: no data, no I/O).
+
+The functions receive :class:`SuiteRules`, the values of ``schema``, ``validation`` and
+``generator.start_time`` they read, not the whole configuration
+(:func:`website_activity.stages.validate.run.suite_rules` builds them from it).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError
 from website_activity.core.schema import (IPV4_REGEX, NO_COORDINATE, UUID_REGEX, field_names, required_fields,
                                           spark_type_names)
@@ -30,18 +35,33 @@ ID_FIELDS = ("event_id", "user_id", "session_id")
 UNIQUE_FIELDS = ("event_id",)
 
 
-def earliest_event_time(settings: Settings) -> datetime:
+@dataclass(frozen=True)
+class SuiteRules:
+    """What the suites are generated from: the schema's fields and enums, and the rules of
+    ``validation`` (with ``generator.start_time``, the earliest event time's anchor)."""
+
+    fields: Sequence[Mapping[str, Any]]                    # schema.fields (settings.schema_fields)
+    enums: Mapping[str, Sequence[Any]]                     # schema.enums
+    viewports: Mapping[str, Sequence[int]]                 # validation.viewports: device -> (width, height)
+    device_share: Mapping[str, Sequence[float]]            # validation.device_share: device -> (low, high)
+    start_time: str                                        # generator.start_time (ISO-8601)
+    event_time_margin_h: float                             # validation.event_time_margin_h
+    clock_skew_s: float                                    # validation.clock_skew_s
+    max_quarantine_rate: float                             # validation.max_quarantine_rate
+
+
+def earliest_event_time(rules: SuiteRules) -> datetime:
     """``generator.start_time`` minus ``validation.event_time_margin_h``, in UTC."""
-    start = datetime.fromisoformat(settings["generator"]["start_time"])
+    start = datetime.fromisoformat(rules.start_time)
     if start.tzinfo is None:
         start = start.replace(tzinfo=timezone.utc)
-    return (start - timedelta(hours=settings["validation"]["event_time_margin_h"])).astimezone(timezone.utc)
+    return (start - timedelta(hours=rules.event_time_margin_h)).astimezone(timezone.utc)
 
 
-def suite_parameters(settings: Settings, now: datetime | None = None) -> dict[str, str]:
+def suite_parameters(rules: SuiteRules, now: datetime | None = None) -> dict[str, str]:
     """The run-time values of the suites' parameters: the latest event time allowed."""
     now = now or datetime.now(timezone.utc)
-    latest = now + timedelta(seconds=settings["validation"]["clock_skew_s"])
+    latest = now + timedelta(seconds=rules.clock_skew_s)
     return {NOW_PARAMETER: latest.astimezone(timezone.utc).isoformat()}
 
 
@@ -57,11 +77,11 @@ def _suite(name: str, expectations: list[Any]) -> "ExpectationSuite":
     return suite
 
 
-def build_suite(settings: Settings) -> "ExpectationSuite":
+def build_suite(rules: SuiteRules) -> "ExpectationSuite":
     """Generate the ``silver`` suite from ``schema`` and ``validation``.
 
     Args:
-        settings: The merged configuration.
+        rules: The configuration's values the suite is made of.
 
     Returns:
         An ``ExpectationSuite`` named ``silver`` (not yet attached to a data context).
@@ -69,11 +89,10 @@ def build_suite(settings: Settings) -> "ExpectationSuite":
     import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
 
-    fields = settings.schema_fields
+    fields = list(rules.fields)
     names = field_names(fields)
     types = {**spark_type_names(fields), **LAKE_COLUMN_TYPES}
-    enums = settings["schema"]["enums"]
-    rules = settings["validation"]
+    enums = rules.enums
 
     expectations: list[Any] = [
         gxe.ExpectTableColumnsToMatchSet(column_set=list(types), exact_match=True),
@@ -92,7 +111,7 @@ def build_suite(settings: Settings) -> "ExpectationSuite":
     coordinates = ("click_coordinates_x", "click_coordinates_y")
     if {"action_type", "device_type", *coordinates} <= set(names):
         click = Column("action_type") == "click"
-        for device, (width, height) in rules["viewports"].items():
+        for device, (width, height) in rules.viewports.items():
             for column, size in zip(coordinates, (width, height)):
                 expectations.append(gxe.ExpectColumnValuesToBeBetween(
                     column=column, min_value=0, max_value=size - 1,
@@ -104,7 +123,7 @@ def build_suite(settings: Settings) -> "ExpectationSuite":
                 notes=f"{NO_COORDINATE} unless a click"))
 
     if "timestamp" in names:
-        earliest = earliest_event_time(settings)
+        earliest = earliest_event_time(rules)
         expectations += [
             gxe.ExpectColumnValuesToBeBetween(
                 column="timestamp", min_value=earliest.isoformat(),
@@ -117,7 +136,7 @@ def build_suite(settings: Settings) -> "ExpectationSuite":
     if "device_type" in names:
         # A device's share of events within [low, high]: at least `low` of the rows are this
         # device, and at least 1 - high of them are another one.
-        for device, (low, high) in rules["device_share"].items():
+        for device, (low, high) in rules.device_share.items():
             if low > 0:
                 expectations.append(gxe.ExpectColumnValuesToBeInSet(
                     column="device_type", value_set=[device], mostly=low,
@@ -129,12 +148,12 @@ def build_suite(settings: Settings) -> "ExpectationSuite":
     return _suite(SUITE_NAME, expectations)
 
 
-def build_reconciliation_suite(settings: Settings) -> "ExpectationSuite":
+def build_reconciliation_suite(rules: SuiteRules) -> "ExpectationSuite":
     """Generate the ``reconciliation`` suite: records read = silver + quarantined + duplicates
     removed, and the quarantine rate within its bound."""
     import great_expectations.expectations as gxe
 
-    limit = settings["validation"]["max_quarantine_rate"]
+    limit = rules.max_quarantine_rate
     return _suite(RECONCILIATION_SUITE, [
         gxe.ExpectTableRowCountToEqual(value=1),
         gxe.ExpectColumnValuesToBeBetween(
@@ -146,8 +165,8 @@ def build_reconciliation_suite(settings: Settings) -> "ExpectationSuite":
     ])
 
 
-def build_suites(settings: Settings) -> dict[str, "ExpectationSuite"]:
-    return {SUITE_NAME: build_suite(settings), RECONCILIATION_SUITE: build_reconciliation_suite(settings)}
+def build_suites(rules: SuiteRules) -> dict[str, "ExpectationSuite"]:
+    return {SUITE_NAME: build_suite(rules), RECONCILIATION_SUITE: build_reconciliation_suite(rules)}
 
 
 def quarantine_rate(silver_rows: int, quarantined_rows: int) -> float:
