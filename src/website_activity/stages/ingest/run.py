@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 STATS_COLUMNS = {
     "bronze": ("topic", "partition", "offset", "kafka_timestamp", "ingest_time"),
-    "silver": ("timestamp", "is_late", "topic", "partition", "offset", "ingest_time"),
+    "silver": ("timestamp", "topic", "partition", "offset", "ingest_time"),  # no boolean: Delta refuses it
     "quarantine": ("reason", "topic", "partition", "offset", "ingest_time"),
 }
 """The columns each table keeps Delta's file statistics of (min, max, nulls: what readers skip
@@ -501,8 +501,7 @@ def stream_failure(exc: BaseException, settings: Settings, batches_done: int) ->
 
 # -- end of run: gold, reconciliation, summary ------------------------------------------------
 def count_late(spark: "SparkSession", settings: Settings) -> int:
-    """Late events in silver (behind the watermark, left out of gold): a column scan that Delta's
-    file statistics on ``is_late`` mostly skip."""
+    """Late events in silver (behind the watermark, left out of gold): a scan of one column."""
     from website_activity.adapters.lake import is_table, read_delta
 
     silver = settings.path("silver")
