@@ -1,9 +1,10 @@
 """Where every stage's output lives: the one place each path between stages is built.
 
 Stages meet through these files (a manifest one writes and the next reads, each a typed record
-of :mod:`website_activity.core.manifests`), so each path is defined here once, from ``paths.*`` in the configuration, instead of in every reader. The lake's
-tables are ``settings.path("bronze")`` and so on (their folders are the configuration itself).
-Imports nothing but the configuration: no engine, no other stage.
+of :mod:`website_activity.core.manifests`), so each path is defined here once, from ``paths.*`` in the configuration, instead of in every
+reader. The lake's tables are ``settings.path("bronze")`` and so on (their folders are the configuration itself).
+Imports nothing but the configuration and the records (whose ``FILE`` names the file): no engine,
+no other stage.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from website_activity.core.config import Settings
+from website_activity.core.manifests import ChampionCard, IngestSummary, ModelMetrics, ProduceManifest, ValidationGate
 
 
 # -- produce ------------------------------------------------------------------------------------
 def produce_manifest_path(settings: Settings) -> Path:
     """``produce.json``: what the producers sent (events, records, faults by kind, seconds)."""
-    return settings.path("runs") / "produce.json"
+    return settings.path("runs") / ProduceManifest.FILE
 
 
 def ground_truth_path(settings: Settings, topic: str) -> Path:
@@ -27,7 +29,7 @@ def ground_truth_path(settings: Settings, topic: str) -> Path:
 # -- ingest -------------------------------------------------------------------------------------
 def ingest_summary_path(settings: Settings) -> Path:
     """``ingest.json``: the last ingest run's reconciliation, file sizes and latency."""
-    return settings.path("runs") / "ingest.json"
+    return settings.path("runs") / IngestSummary.FILE
 
 
 def ingest_ledger_dir(settings: Settings) -> Path:
@@ -38,7 +40,7 @@ def ingest_ledger_dir(settings: Settings) -> Path:
 # -- validate -----------------------------------------------------------------------------------
 def validation_gate_path(settings: Settings) -> Path:
     """``latest.json``: the last validation's outcome and the silver version it judged (train's gate)."""
-    return settings.path("validation") / "latest.json"
+    return settings.path("validation") / ValidationGate.FILE
 
 
 def quality_csv_path(settings: Settings) -> Path:
@@ -52,7 +54,7 @@ def data_docs_index(settings: Settings) -> Path:
 # -- train and score ----------------------------------------------------------------------------
 def model_metrics_path(settings: Settings) -> Path:
     """``metrics.json``: the last training run's id, version, params, metrics and promotion."""
-    return settings.path("models") / "metrics.json"
+    return settings.path("models") / ModelMetrics.FILE
 
 
 def champion_dir(settings: Settings) -> Path:
@@ -62,7 +64,7 @@ def champion_dir(settings: Settings) -> Path:
 
 def champion_card_path(settings: Settings) -> Path:
     """``card.json``: which registered version (name, version, run id, URI) the export is."""
-    return champion_dir(settings) / "card.json"
+    return champion_dir(settings) / ChampionCard.FILE
 
 
 def predictions_csv_path(settings: Settings) -> Path:
