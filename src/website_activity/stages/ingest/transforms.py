@@ -133,6 +133,23 @@ def _parse_stages(rules: Rules, columns: list[str], zones: tuple[str, ...]) -> l
     stages.append(["*", F.when(F.col("_corrupt"), F.from_json(small, "map<string,string>",
                                                               {"mode": "PERMISSIVE"})).alias("_m")])
     stages.append(["*", *[(F.col(f"_s_{n}").try_cast("timestamp")).alias(n) for n in names if types[n] == "timestamp"]])
+    checks = _checks(rules, zones)
+    reason = F.coalesce(*[F.when(cond, F.lit(code)) for cond, code in checks])
+    stages.append(["*", reason.alias("quarantine_reason")])
+    stages.append([*names, *KAFKA_COLUMNS, "ingest_time", "key", "kafka_timestamp",
+                   F.when(F.col("quarantine_reason").isNotNull(), F.col("value")).alias("value"), "quarantine_reason"])
+    return stages
+
+
+def _checks(rules: Rules, zones: tuple[str, ...]) -> list[tuple["Column", str]]:
+    """The quarantine rules as (condition, reason code), in :data:`REASONS`' order, over the
+    columns of the parse's fourth select (typed fields, ``_s_<f>`` texts, ``_corrupt``, ``_m``)."""
+    from pyspark.sql import functions as F
+
+    fields = rules.fields
+    names = field_names(fields)
+    types = {f["name"]: f["type"] for f in fields}
+    limit = rules.max_record_bytes
     e = F.col
 
     def present(n: str) -> "Column":
@@ -169,11 +186,7 @@ def _parse_stages(rules: Rules, columns: list[str], zones: tuple[str, ...]) -> l
         # Local hours (features, reports) convert with this zone: one unknown to the JVM would fail
         # every later Spark job on the lake, so it is quarantined here.
         checks.append((~e("timezone").isin(*zones), "bad_timezone"))
-    reason = F.coalesce(*[F.when(cond, F.lit(code)) for cond, code in checks])
-    stages.append(["*", reason.alias("quarantine_reason")])
-    stages.append([*names, *KAFKA_COLUMNS, "ingest_time", "key", "kafka_timestamp",
-                   F.when(F.col("quarantine_reason").isNotNull(), F.col("value")).alias("value"), "quarantine_reason"])
-    return stages
+    return checks
 
 
 _ZONES: tuple[str, ...] = ()
