@@ -12,7 +12,8 @@ from website_activity.adapters.lake import committed_rows, table_stats, table_ve
 from website_activity.core.errors import PipelineError
 from website_activity.simulate.generator import EventGenerator
 from website_activity.stages.ingest import (checkpoint_app_id, deduplicate, gold_frame, gold_range, latency_histogram,
-                                            latency_percentiles, parse_records, reconcile, rules_of, split_valid)
+                                            latency_percentiles, parse_records, reconcile, rules_of, split_valid,
+                                            warm_up)
 from website_activity.stages.produce import encode
 
 
@@ -237,3 +238,29 @@ def test_a_lost_broker_is_named_in_the_stream_failure_line(tmp_path) -> None:
     other = RuntimeError("[STREAM_FAILED] Query terminated with exception: something else\n\tat org.apache...")
     assert stream_failure(other, s, 1) == ("streaming ingest failed: [STREAM_FAILED] Query terminated with "
                                            "exception: something else")
+
+
+def test_warm_up_runs_one_batch_through_ingest_and_leaves_the_lake_alone(spark, tmp_path) -> None:
+    from tests.conftest import make_settings
+
+    s = make_settings(tmp_path)
+    stats = warm_up(spark, s, records=400)
+    assert stats.records_read >= 400  # the valid events, plus the generator's faults
+    assert stats.silver > 0 and stats.quarantined > 0  # both paths of the batch ran
+    assert stats.records_read == stats.silver + stats.quarantined + stats.duplicates_removed
+    for key in ("bronze", "silver", "quarantine", "gold", "runs", "checkpoints"):
+        assert not s.path(key).exists(), key  # only a scratch lake, deleted after
+
+
+def test_a_table_keeps_file_statistics_of_the_chosen_columns_only(spark, tmp_path) -> None:
+    table = tmp_path / "t"
+    rows = spark.range(20).selectExpr("id", "uuid() AS text", "CAST(id % 2 AS INT) AS n")
+    assert write_batch(rows, table, 0, app_id="a", stats_columns=("id", "n")) == 20
+    assert write_batch(rows, table, 1, app_id="a", stats_columns=("id", "n")) == 20  # the table exists now
+    adds = [json.loads(line)["add"] for f in sorted((table / "_delta_log").glob("*.json"))
+            for line in f.read_text().splitlines() if '"add"' in line]
+    assert len(adds) >= 2
+    for add in adds:
+        stats = json.loads(add["stats"])
+        assert stats["numRecords"] > 0
+        assert set(stats["minValues"]) == {"id", "n"}  # not the text column

@@ -430,7 +430,7 @@ def run_live(spark: "SparkSession", settings: Settings, *, rate: float | None = 
     if warm_up and not stop.is_set():
         if echo:
             echo("live: warming up Spark (one batch of generated records into a scratch lake)")
-        seconds = warm_up_ingest(spark, settings)
+        seconds = warm_up_ingest(spark, settings).seconds
         if echo:
             echo(f"live: warm after {seconds:.1f}s; starting the producers")
     t0 = time.monotonic()

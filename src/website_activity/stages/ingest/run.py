@@ -216,9 +216,9 @@ def _tally(stats: BatchStats, counts: list["Row"]) -> None:
     stats.max_event_time = dict(sorted(latest.items()))
 
 
-def warm_up(spark: "SparkSession", settings: Settings, records: int = 2000, seed: int = 0) -> float:
+def warm_up(spark: "SparkSession", settings: Settings, records: int = 2000, seed: int = 0) -> BatchStats:
     """Run one batch of generated records through :func:`process_batch` into a scratch lake (a
-    temporary folder, deleted after); the seconds it took.
+    temporary folder, deleted after); its counts (``seconds``: what it took, generating included).
 
     Live mode runs it before its producers start: the first batch of a cold session compiles the
     query's code and loads Delta's (23 s for 7,557 records in a bench's live run, against 6-7 s
@@ -251,9 +251,10 @@ def warm_up(spark: "SparkSession", settings: Settings, records: int = 2000, seed
         paths = {**settings["paths"], **{key: str(Path(tmp) / key) for key in
                                          ("bronze", "silver", "quarantine", "gold", "runs", "checkpoints")}}
         scratch = dataclasses.replace(settings, data={**settings.data, "paths": paths})
-        process_batch(kafka, 0, scratch, None, app_id=f"warm-up-{uuid.uuid4()}")
+        stats = process_batch(kafka, 0, scratch, None, app_id=f"warm-up-{uuid.uuid4()}")
         settle()  # the background state computations read the scratch tables: done before they go
-    return round(time.monotonic() - start, 3)
+    stats.seconds = round(time.monotonic() - start, 3)
+    return stats
 
 
 def rows_in_windows(spark: "SparkSession", silver: Path, window: tuple[str, str]) -> "DataFrame | None":
