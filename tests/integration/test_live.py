@@ -167,6 +167,10 @@ def test_ctrl_c_on_make_live_stops_everything_and_says_what_landed(broker, tmp_p
     text = "\n".join(lines)
     assert proc.returncode == 0, text[-3000:]
     assert "SIGINT received" in text and "Traceback" not in text and "at org.apache" not in text
+    # the producers start once ingest is warm: the warm-up's line comes before the first batch's
+    warm = next((i for i, ln in enumerate(lines) if ln.startswith("live: warm after ")), None)
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("live: batch "))
+    assert warm is not None and warm < first, text[-3000:]
     sent = re.search(r"live: sent ([\d,]+) of ([\d,]+) records .*?, 0 failed\)", text)
     landed = re.search(r"live: landed ([\d,]+) records .*lake reconciled", text)
     assert sent and landed, text[-3000:]

@@ -237,7 +237,7 @@ def warm_up(spark: "SparkSession", settings: Settings, records: int = 2000, seed
     start = time.monotonic()
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = []
-    for i, topic in enumerate(settings.topics):
+    for topic in settings.topics:
         gen = EventGenerator.from_settings(settings, seed, topic, start=now - timedelta(seconds=30),
                                            live_rate=records / 10)  # about 10 s of traffic
         for offset, (key, value) in enumerate(gen.records(records // len(settings.topics))):
