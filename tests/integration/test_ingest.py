@@ -16,7 +16,7 @@ from website_activity.adapters.lake import read_table
 from website_activity.adapters.topics import create_topics
 from website_activity.core.catalog import ingest_summary_path
 from website_activity.simulate.generator import FAULT_KINDS, EventGenerator
-from website_activity.stages.ingest import ledger_entries, run_ingest
+from website_activity.stages.ingest import gold_frame, ledger_entries, run_ingest
 from website_activity.stages.produce import encode, run_produce, split_events
 
 pytestmark = pytest.mark.integration
@@ -43,9 +43,11 @@ def send(settings, records: list[tuple[str, bytes | None, bytes | None]]) -> Non
 def test_a_mixed_stream_reconciles_exactly_and_a_second_run_adds_no_duplicates(spark, broker, tmp_path) -> None:
     s = make_settings(tmp_path, kafka__port=broker.port, kafka__controller_port=broker.controller_port,
                       topics__names=[f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"],
-                      spark__max_offsets_per_trigger=700, generator__span_h=0, **NO_FAULTS)
+                      spark__max_offsets_per_trigger=700, generator__span_h=0, ingest__gold_interval_s=3600,
+                      **NO_FAULTS)
     # span_h 0: the stream's own pace (about an hour), so that only the events injected below are
-    # behind the 30-minute watermark; a week in 2,000 events interleaves partitions by days
+    # behind the 30-minute watermark; a week in 2,000 events interleaves partitions by days.
+    # Gold's interval of an hour: each batch leaves its windows pending, each run's end updates gold.
     create_topics(s)
     run_produce(s, 2000, seed=3)
     events = produced(s, 2000, seed=3)
@@ -96,6 +98,8 @@ def test_a_mixed_stream_reconciles_exactly_and_a_second_run_adds_no_duplicates(s
     assert max(r.offset for r in first_offsets) < 1000
     gold = read_table(spark, s, "gold")
     assert gold.agg({"events": "sum"}).first()[0] == 2000  # every event in time, none of the late ones
+    entries = ledger_entries(s)  # every batch but the last left gold's windows to the next
+    assert all(e["gold_pending"] for e in entries[:-1]) and entries[-1]["gold_pending"] == []
     bronze = read_table(spark, s, "bronze")
     assert bronze.count() == records and bronze.where("value is null").count() == 1
     quarantine = read_table(spark, s, "quarantine")
@@ -115,6 +119,10 @@ def test_a_mixed_stream_reconciles_exactly_and_a_second_run_adds_no_duplicates(s
     assert silver.count() == silver.select("event_id").distinct().count() == 2000 + len(late) + 300
     assert {e["event_id"] for e in new} <= {r.event_id for r in silver.select("event_id").collect()}
     assert [e["batch_id"] for e in ledger_entries(s)] == list(range(len(ledger_entries(s))))
+    # gold, updated window by window over both runs, is what all of silver gives at once
+    gold_columns = ["window_start", "device_type", "action_type", "events", "users", "sessions"]
+    assert sorted(read_table(spark, s, "gold").select(*gold_columns).collect()) == sorted(
+        gold_frame(silver, s["ingest"]["gold_window_s"]).select(*gold_columns).collect())
 
     # nothing new: nothing read, the lake unchanged
     third = run_ingest(spark, s)

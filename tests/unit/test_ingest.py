@@ -11,9 +11,9 @@ from pyspark.sql import Row
 from website_activity.adapters.lake import committed_rows, table_stats, table_version, write_batch
 from website_activity.core.errors import PipelineError
 from website_activity.simulate.generator import EventGenerator
-from website_activity.stages.ingest import (checkpoint_app_id, deduplicate, gold_frame, gold_range, latency_histogram,
-                                            latency_percentiles, parse_records, reconcile, rules_of, split_valid,
-                                            warm_up)
+from website_activity.stages.ingest import (checkpoint_app_id, deduplicate, gold_due, gold_frame, gold_range,
+                                            latency_histogram, latency_percentiles, parse_records, pending_windows,
+                                            reconcile, rules_of, split_valid, warm_up)
 from website_activity.stages.produce import encode
 
 
@@ -192,6 +192,23 @@ def test_a_new_checkpoint_gets_a_new_app_id(tmp_path) -> None:
 def test_gold_range_covers_the_touched_windows() -> None:
     assert gold_range("2026-01-05T08:00:59.900000", "2026-01-05T08:02:00.000000", 60) == (
         "2026-01-05 08:00:00", "2026-01-05 08:03:00")
+
+
+def test_pending_gold_windows_join_into_one_span_until_the_interval_has_passed() -> None:
+    assert pending_windows([], None) == [] and pending_windows(None, None) == []
+    first = pending_windows(None, ("2026-01-05 08:01:00", "2026-01-05 08:03:00"))
+    assert first == ["2026-01-05 08:01:00", "2026-01-05 08:03:00"]
+    # a later batch's windows, and a late session's earlier ones: one span covering all
+    assert pending_windows(first, ("2026-01-05 08:02:00", "2026-01-05 08:05:00")) == [
+        "2026-01-05 08:01:00", "2026-01-05 08:05:00"]
+    assert pending_windows(first, ("2026-01-05 06:00:00", "2026-01-05 06:01:00")) == [
+        "2026-01-05 06:00:00", "2026-01-05 08:03:00"]
+    assert pending_windows(first, None) == first
+    # due once the oldest pending batch's ingest time is interval_s behind; 0: every batch
+    assert not gold_due("2026-01-05T08:00:00", "2026-01-05T08:00:09", 10)
+    assert gold_due("2026-01-05T08:00:00", "2026-01-05T08:00:10", 10)
+    assert not gold_due(None, "2026-01-05T08:00:10", 10)
+    assert gold_due(None, "2026-01-05T08:00:00", 0)
 
 
 def test_latency_is_counted_from_the_kafka_append_to_the_silver_commit() -> None:

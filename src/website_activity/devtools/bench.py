@@ -558,7 +558,7 @@ def _batch_growth(bench: Bench, s: Settings, scratch: Path, batch: int = GROWTH_
 
     from website_activity.adapters.lake import read_delta, table_stats
     from website_activity.adapters.spark import spark_session
-    from website_activity.stages.ingest import process_batch
+    from website_activity.stages.ingest import ledger_entry, process_batch
     from website_activity.stages.produce import run_produce
 
     data = copy.deepcopy(s.data)
@@ -586,7 +586,9 @@ def _batch_growth(bench: Bench, s: Settings, scratch: Path, batch: int = GROWTH_
             kafka = (spark.read.format("kafka").option("kafka.bootstrap.servers", g.bootstrap_servers)
                      .option("subscribe", ",".join(g.topics)).option("startingOffsets", json.dumps(start))
                      .option("endingOffsets", json.dumps(end)).load())
-            stats = process_batch(kafka, i, g, None, app_id="bench-growth")
+            # the batch before's ledger entry, as the stream hands it: its watermark and the gold
+            # windows it left pending (gold is recomputed every ingest.gold_interval_s)
+            stats = process_batch(kafka, i, g, ledger_entry(g, i - 1), app_id="bench-growth")
             times.setdefault("1x" if i < batches else "3x", []).append(stats.seconds)
         lake_rows = table_stats(g.path("silver"))["rows"]
     small, big = (statistics.median(times[k][1:]) for k in ("1x", "3x"))

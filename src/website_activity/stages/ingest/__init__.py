@@ -9,19 +9,21 @@ checkpoint, ``failOnDataLoss=true``) and hands each micro-batch to :func:`proces
 2. The records are parsed once (:func:`parse_records`, cached for the batch) and one job counts
    them (by reason, topic, event date, lateness).
 
-Then three commits, each from cached rows and silver as it was before the batch (none reads
-another's commit):
+Then, each from cached rows and silver as it was before the batch:
 
 3. ``silver``: the valid events, typed, partitioned by ``event_date``, deduplicated on
    ``event_id`` within the batch (the record with the lowest topic, partition, offset wins) and
    against silver's rows in the event-time windows the batch touches (an anti-join: a duplicate
    is the same event re-sent, so it has the same event time; :func:`rows_in_windows`), then
    appended.
-4. ``gold``: those per-minute windows, recomputed from the same silver rows plus the batch's new
-   ones, and replaced: the cost follows the batch, not the lake.
-5. ``quarantine``: records that fail parsing or a declared rule, with the raw value, a reason
+4. ``quarantine``: records that fail parsing or a declared rule, with the raw value, a reason
    code (:data:`REASONS`), a human message, topic, partition, offset and ingest time.
-6. A ledger entry ``<paths.runs>/ingest_batches/<N>.json`` with the batch's counts.
+5. ``gold``: the per-minute windows the batch touched join those earlier batches left pending;
+   every ``ingest.gold_interval_s`` of ingest time (and at the end of every run,
+   :func:`flush_gold`) they are recomputed from silver's committed rows in them and replaced:
+   the cost follows the windows, not the lake, and is paid once per interval, not per batch.
+6. A ledger entry ``<paths.runs>/ingest_batches/<N>.json`` with the batch's counts and the gold
+   windows still pending.
 
 **Exactly once.** Spark records a batch's offsets before running it and commits it to the
 checkpoint only after ``foreachBatch`` returns; after a crash it replays the uncommitted batch
@@ -30,10 +32,11 @@ transaction id (``txnAppId`` = an id created with the checkpoint, ``txnVersion``
 atomically with its files: Delta skips a replayed write that it already committed, and a write
 that did not commit left no visible rows. A replay therefore commits exactly what the first
 attempt had not, and computes it from the same inputs: bronze's commit keeps the batch's ingest
-time (the ``future_time`` rule uses it), silver's dedup and gold read silver before batch N (its
-commit is all or nothing; if it is in and gold's is not, the dedup finds nothing new, silver's
-write is skipped and gold is recomputed from the same rows), the watermark comes from the ledger
-entry of batch N-1. Hence
+time (the ``future_time`` rule uses it), silver's dedup reads silver before batch N (its commit is
+all or nothing; if it is in, the dedup finds nothing new and silver's write is skipped), gold's
+decision to update depends only on the ledger entry of batch N-1 and that ingest time, and gold
+is always recomputed from silver's committed rows (a window recomputed twice is never counted
+twice); the watermark comes from the ledger entry of batch N-1. Hence
 ``records_read = silver + quarantined + duplicates_removed`` over the ledger, with no
 ``event_id`` twice in silver. A new checkpoint gets a new app id (:func:`checkpoint_app_id`):
 Delta would skip, silently, batch ids it saw under the old one.
@@ -53,17 +56,17 @@ The package's modules:
   the ledger, ``ingest.json``).
 """
 
-from website_activity.stages.ingest.accounting import (COUNTS, LATENCY_BUCKET_MS, BatchStats, gold_range,
-                                                       latency_histogram, latency_percentiles, ledger_totals,
-                                                       reconcile, watermarks)
-from website_activity.stages.ingest.run import (IngestResult, checkpoint_app_id, finish_run, ledger_entries,
-                                                ledger_entry, process_batch, rows_in_windows, rules_of, run_ingest,
-                                                stream_failure, warm_up)
+from website_activity.stages.ingest.accounting import (COUNTS, LATENCY_BUCKET_MS, BatchStats, gold_due,
+                                                       gold_range, latency_histogram, latency_percentiles,
+                                                       ledger_totals, pending_windows, reconcile, watermarks)
+from website_activity.stages.ingest.run import (IngestResult, checkpoint_app_id, finish_run, flush_gold,
+                                                ledger_entries, ledger_entry, process_batch, rows_in_windows,
+                                                rules_of, run_ingest, stream_failure, warm_up)
 from website_activity.stages.ingest.transforms import (REASONS, Rules, bronze_frame, deduplicate, gold_frame,
                                                        parse_records, quarantine_message, split_valid)
 
 __all__ = ["COUNTS", "LATENCY_BUCKET_MS", "REASONS", "BatchStats", "IngestResult", "Rules", "bronze_frame",
-           "checkpoint_app_id", "deduplicate", "finish_run", "gold_frame", "gold_range", "latency_histogram",
-           "latency_percentiles", "ledger_entries", "ledger_entry", "ledger_totals", "parse_records",
-           "process_batch", "quarantine_message", "reconcile", "rows_in_windows", "rules_of", "run_ingest",
-           "split_valid", "stream_failure", "warm_up", "watermarks"]
+           "checkpoint_app_id", "deduplicate", "finish_run", "flush_gold", "gold_due", "gold_frame", "gold_range",
+           "latency_histogram", "latency_percentiles", "ledger_entries", "ledger_entry", "ledger_totals",
+           "parse_records", "pending_windows", "process_batch", "quarantine_message", "reconcile",
+           "rows_in_windows", "rules_of", "run_ingest", "split_valid", "stream_failure", "warm_up", "watermarks"]

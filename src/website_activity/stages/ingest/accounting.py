@@ -26,6 +26,10 @@ class BatchStats:
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step: where a batch's time goes
     # valid records by latency, Kafka append -> silver commit, in LATENCY_BUCKET_MS steps ({"1200": n})
     latency_hist: dict[str, int] = field(default_factory=dict)
+    # gold's windows [start, end) this batch and earlier ones left to the next gold update
+    # (empty: gold holds every window so far), and the ingest time of the oldest of those batches
+    gold_pending: list[str] = field(default_factory=list)
+    gold_since: str | None = None
     replayed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +132,26 @@ def gold_range(first: str, last: str, window_s: int) -> tuple[str, str]:
     lo = int((datetime.fromisoformat(first) - epoch).total_seconds() // window_s * window_s)
     hi = int((datetime.fromisoformat(last) - epoch).total_seconds() // window_s * window_s) + window_s
     return ((epoch + timedelta(seconds=lo)).isoformat(sep=" "), (epoch + timedelta(seconds=hi)).isoformat(sep=" "))
+
+
+def pending_windows(pending: list[str] | None, touched: tuple[str, str] | None) -> list[str]:
+    """The windows ``[start, end)`` covering both ``pending`` and ``touched`` (UTC text, as
+    :func:`gold_range` gives them; either may be empty or None): one span."""
+    spans = [tuple(w) for w in (pending, touched) if w]
+    if not spans:
+        return []
+    return [min(lo for lo, _ in spans), max(hi for _, hi in spans)]
+
+
+def gold_due(since: str | None, now: str, interval_s: float) -> bool:
+    """Whether gold's pending windows are to be recomputed now: ``interval_s`` (or more) of
+    ingest time since the oldest batch that left them (ISO times; ``since`` None: nothing waits
+    yet, so only an interval of 0 is due)."""
+    if interval_s <= 0:
+        return True
+    if since is None:
+        return False
+    return (datetime.fromisoformat(now) - datetime.fromisoformat(since)).total_seconds() >= interval_s
 
 
 def reconcile(summary: dict[str, Any]) -> list[str]:

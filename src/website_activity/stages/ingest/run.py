@@ -23,9 +23,9 @@ from website_activity.core.errors import PipelineError, first_line
 from website_activity.core.manifests import IngestSummary
 from website_activity.adapters.failpoints import failpoint
 from website_activity.adapters.files import write_json, write_manifest, write_text
-from website_activity.stages.ingest.accounting import (COUNTS, LATENCY_BUCKET_MS, BatchStats, Lap, gold_range,
-                                                       latency_histogram, latency_percentiles, ledger_totals,
-                                                       reconcile, watermarks)
+from website_activity.stages.ingest.accounting import (COUNTS, LATENCY_BUCKET_MS, BatchStats, Lap, gold_due,
+                                                       gold_range, latency_histogram, latency_percentiles,
+                                                       ledger_totals, pending_windows, reconcile, watermarks)
 from website_activity.stages.ingest.transforms import (Rules, bronze_frame, deduplicate, gold_frame, late_flag,
                                                        parse_records, split_valid, ts_literal)
 
@@ -105,13 +105,16 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
     stats = BatchStats(batch_id, read, 0, 0, 0, {}, latest, watermark, ingest_time.isoformat(), 0.0)
     lap = Lap(stats.phases, start)
     lap("bronze")
+    touched = None
     if read:
         parsed = parse_records(raw, batch.rules).withColumn("is_late", late_flag(watermark)).persist()
         try:
-            batch.write_parsed(parsed, stats, lap)
+            touched = batch.write_parsed(parsed, stats, lap)
         finally:
             parsed.unpersist()
     raw.unpersist()
+    batch.update_gold(stats, touched, previous)
+    lap("gold")
     failpoint("batch.committed")  # crash tests: every table committed, the ledger entry not written
     stats.seconds = round(time.monotonic() - start, 3)
     write_json(ingest_ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
@@ -147,15 +150,14 @@ class _Batch:
         warm_state(self.spark, path)
         return n
 
-    def write_parsed(self, parsed: "DataFrame", stats: BatchStats, lap: Lap) -> None:
-        """Count the parsed batch (one job, which fills its cache), then commit silver, gold and
-        quarantine. Each reads only cached rows and silver as it was before the batch, none reads
-        another's commit: a replay recomputes whatever is missing from the same rows.
+    def write_parsed(self, parsed: "DataFrame", stats: BatchStats, lap: Lap) -> tuple[str, str] | None:
+        """Count the parsed batch (one job, which fills its cache), then commit silver and
+        quarantine, each from cached rows and silver as it was before the batch: a replay
+        recomputes whatever is missing from the same rows. Returns the gold windows the batch's
+        events in time touched (None: none), for :meth:`update_gold`.
 
-        Silver is read once, for the gold windows the batch's valid events fall in
-        (:func:`rows_in_windows`): that serves both the dedup (a duplicate is the same event, so
-        the same event time) and gold (a touched window is recomputed from all its rows: silver's
-        before the batch plus the batch's new ones).
+        Silver is read for the windows the batch's valid events fall in (:func:`rows_in_windows`):
+        a duplicate is the same event re-sent, so it has the same event time.
         """
         counts = count_parsed(parsed)
         lap("parse_and_count")
@@ -165,28 +167,47 @@ class _Batch:
         timed = [r for r in valid if r.t0 is not None]
         window_s = self.settings["ingest"]["gold_window_s"]
         window = gold_range(min(r.t0 for r in timed), max(r.t for r in timed), window_s) if timed else None
-        # read twice (the dedup's ids, gold's columns), each time only the columns it needs:
-        # cheaper than caching every column of those rows
         before = rows_in_windows(self.spark, self.settings.path("silver"), window) if window else None
-        fresh = deduplicate(silver_rows, before, self.settings["ingest"]["silver_files_per_date"]).persist()
-        try:
-            # silver first: its commit is what makes the batch's events visible (the latency)
-            stats.silver = self.commit("silver", fresh, partition_by="event_date", optimize_write=False) if valid else 0
-            stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
-            stats.latency_hist = latency_histogram(valid, time.time())
-            lap("silver")
-            if window and any(not r.is_late for r in timed):
-                lo, hi = window
-                rows = fresh if before is None else before.unionByName(fresh)
-                self.commit("gold", gold_frame(rows, window_s).repartition("event_date"),
-                            partition_by="event_date", optimize_write=False,  # one file per date already
-                            replace_where=f"window_start >= TIMESTAMP'{lo}' AND window_start < TIMESTAMP'{hi}'")
-            lap("gold")
-            if stats.quarantine_by_reason:
-                stats.quarantined = self.commit("quarantine", quarantine, partition_by="ingest_date")
-            lap("quarantine")
-        finally:
-            fresh.unpersist()
+        fresh = deduplicate(silver_rows, before, self.settings["ingest"]["silver_files_per_date"])
+        # silver first: its commit is what makes the batch's events visible (the latency)
+        stats.silver = self.commit("silver", fresh, partition_by="event_date", optimize_write=False) if valid else 0
+        stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
+        stats.latency_hist = latency_histogram(valid, time.time())
+        lap("silver")
+        if stats.quarantine_by_reason:
+            stats.quarantined = self.commit("quarantine", quarantine, partition_by="ingest_date")
+        lap("quarantine")
+        return window if window and any(not r.is_late for r in timed) else None
+
+    def update_gold(self, stats: BatchStats, touched: tuple[str, str] | None,
+                    previous: dict[str, Any] | None) -> None:
+        """Gold's windows: those this batch touched join the ones earlier batches left pending;
+        once the oldest of those batches is ``ingest.gold_interval_s`` old (ingest time, which a
+        replay keeps), they are recomputed in one commit and none is left pending.
+
+        The decision depends only on the ledger entry before and the batch's ingest time, so a
+        replay makes it again; and gold is always recomputed from silver's committed rows, so a
+        window recomputed twice (a crash between gold's commit and the ledger entry) is only
+        recomputed, never counted twice.
+        """
+        prev = previous or {}
+        pending = pending_windows(prev.get("gold_pending"), touched)
+        since = prev.get("gold_since") or (stats.ingest_time if pending else None)
+        if pending and gold_due(since, stats.ingest_time, self.settings["ingest"]["gold_interval_s"]):
+            self.recompute_gold(pending)
+            pending, since = [], None
+        stats.gold_pending, stats.gold_since = pending, since
+
+    def recompute_gold(self, window: list[str]) -> None:
+        """Replace gold's windows in ``window`` (``[start, end)``) by their aggregates over
+        silver's rows in them: the cost follows the windows, not the lake."""
+        lo, hi = window
+        rows = rows_in_windows(self.spark, self.settings.path("silver"), (lo, hi))
+        if rows is None:
+            return
+        self.commit("gold", gold_frame(rows, self.settings["ingest"]["gold_window_s"]).repartition("event_date"),
+                    partition_by="event_date", optimize_write=False,  # one file per date already
+                    replace_where=f"window_start >= TIMESTAMP'{lo}' AND window_start < TIMESTAMP'{hi}'")
 
 
 def count_parsed(parsed: "DataFrame") -> list["Row"]:
@@ -253,11 +274,25 @@ def warm_up(spark: "SparkSession", settings: Settings, records: int = 2000, seed
     with tempfile.TemporaryDirectory(prefix="wa-warm-up-") as tmp:
         paths = {**settings["paths"], **{key: str(Path(tmp) / key) for key in
                                          ("bronze", "silver", "quarantine", "gold", "runs", "checkpoints")}}
-        scratch = dataclasses.replace(settings, data={**settings.data, "paths": paths})
+        # gold every batch: its code is part of what the warm-up compiles
+        scratch = dataclasses.replace(settings, data={**settings.data, "paths": paths,
+                                                      "ingest": {**settings["ingest"], "gold_interval_s": 0}})
         stats = process_batch(kafka, 0, scratch, None, app_id=f"warm-up-{uuid.uuid4()}")
         settle()  # the background state computations read the scratch tables: done before they go
     stats.seconds = round(time.monotonic() - start, 3)
     return stats
+
+
+def flush_gold(spark: "SparkSession", settings: Settings, last: dict[str, Any] | None, app_id: str) -> None:
+    """At the end of a run, recompute the gold windows the last batches left pending (``last``:
+    the ledger entry of the last batch), then clear them from that entry: every run ends with
+    gold up to date. Gold's commit carries the last batch's id, so if that batch's own gold
+    commit went in before a crash, Delta skips this one (the same windows, from the same rows)."""
+    if not last or not last.get("gold_pending"):
+        return
+    _Batch(spark, settings, last["batch_id"], app_id).recompute_gold(last["gold_pending"])
+    write_json(ingest_ledger_dir(settings) / f"{last['batch_id']:010d}.json",
+               {**last, "gold_pending": [], "gold_since": None})
 
 
 def rows_in_windows(spark: "SparkSession", silver: Path, window: tuple[str, str]) -> "DataFrame | None":
@@ -458,6 +493,7 @@ def _run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool,
                             "fails reporting its progress (a Spark bug, handled): restarting the query")
                 continue
             raise PipelineError(stream_failure(exc, settings, len(state["batches"]))) from exc
+    flush_gold(spark, settings, state["previous"], app_id)
     seconds = time.monotonic() - start
     batches: list[BatchStats] = state["batches"]
     summary = finish_run(spark, settings, batches, seconds)
