@@ -12,8 +12,8 @@ from website_activity.adapters.lake import committed_rows, table_stats, table_ve
 from website_activity.core.errors import PipelineError
 from website_activity.simulate.generator import EventGenerator
 from website_activity.stages.ingest import (checkpoint_app_id, deduplicate, gold_due, gold_frame, gold_range,
-                                            latency_histogram, latency_percentiles, parse_records, pending_windows,
-                                            reconcile, rules_of, split_valid, warm_up)
+                                            latency_histogram, latency_percentiles, merge_spans, parse_records,
+                                            reconcile, rules_of, split_valid, warm_up, window_spans)
 from website_activity.stages.produce import encode
 
 
@@ -194,16 +194,23 @@ def test_gold_range_covers_the_touched_windows() -> None:
         "2026-01-05 08:00:00", "2026-01-05 08:03:00")
 
 
-def test_pending_gold_windows_join_into_one_span_until_the_interval_has_passed() -> None:
-    assert pending_windows([], None) == [] and pending_windows(None, None) == []
-    first = pending_windows(None, ("2026-01-05 08:01:00", "2026-01-05 08:03:00"))
-    assert first == ["2026-01-05 08:01:00", "2026-01-05 08:03:00"]
-    # a later batch's windows, and a late session's earlier ones: one span covering all
-    assert pending_windows(first, ("2026-01-05 08:02:00", "2026-01-05 08:05:00")) == [
-        "2026-01-05 08:01:00", "2026-01-05 08:05:00"]
-    assert pending_windows(first, ("2026-01-05 06:00:00", "2026-01-05 06:01:00")) == [
-        "2026-01-05 06:00:00", "2026-01-05 08:03:00"]
-    assert pending_windows(first, None) == first
+def test_touched_windows_are_spans_of_their_own_and_pending_ones_join_until_the_interval_has_passed() -> None:
+    # the stream's last minutes, and a late session two hours behind: two spans, not the hours between
+    spans = window_spans([("2026-01-05T08:01:10", "2026-01-05T08:02:30"),
+                          ("2026-01-05T06:00:05", "2026-01-05T06:03:00"),
+                          ("2026-01-05T08:02:40", "2026-01-05T08:02:59.5")], 60)
+    assert spans == [["2026-01-05 06:00:00", "2026-01-05 06:04:00"], ["2026-01-05 08:01:00", "2026-01-05 08:03:00"]]
+    assert window_spans([], 60) == [] and merge_spans(None, []) == []
+    # a later batch's windows join the pending ones where they touch, stay apart where they do not
+    later = [["2026-01-05 08:03:00", "2026-01-05 08:04:00"], ["2026-01-05 07:00:00", "2026-01-05 07:01:00"]]
+    assert merge_spans(spans, later) == [["2026-01-05 06:00:00", "2026-01-05 06:04:00"],
+                                         ["2026-01-05 07:00:00", "2026-01-05 07:01:00"],
+                                         ["2026-01-05 08:01:00", "2026-01-05 08:04:00"]]
+    # at most 32 spans: beyond, the closest neighbours are joined
+    many = [[f"2026-01-05 {h:02d}:00:00", f"2026-01-05 {h:02d}:01:00"] for h in range(24)]
+    many += [[f"2026-01-06 {h:02d}:00:00", f"2026-01-06 {h:02d}:01:00"] for h in range(24)]
+    merged = merge_spans(many)
+    assert len(merged) == 32 and merged[0][0] == many[0][0] and merged[-1][1] == many[-1][1]
     # due once the oldest pending batch's ingest time is interval_s behind; 0: every batch
     assert not gold_due("2026-01-05T08:00:00", "2026-01-05T08:00:09", 10)
     assert gold_due("2026-01-05T08:00:00", "2026-01-05T08:00:10", 10)

@@ -18,7 +18,8 @@ Then, each from cached rows and silver as it was before the batch:
    appended.
 4. ``quarantine``: records that fail parsing or a declared rule, with the raw value, a reason
    code (:data:`REASONS`), a human message, topic, partition, offset and ingest time.
-5. ``gold``: the per-minute windows the batch touched join those earlier batches left pending;
+5. ``gold``: the per-minute windows the batch touched (spans of them: a late session adds its own
+   minutes, not the hours between) join those earlier batches left pending;
    every ``ingest.gold_interval_s`` of ingest time (and at the end of every run,
    :func:`flush_gold`) they are recomputed from silver's committed rows in them and replaced:
    the cost follows the windows, not the lake, and is paid once per interval, not per batch.
@@ -58,7 +59,8 @@ The package's modules:
 
 from website_activity.stages.ingest.accounting import (COUNTS, LATENCY_BUCKET_MS, BatchStats, gold_due,
                                                        gold_range, latency_histogram, latency_percentiles,
-                                                       ledger_totals, pending_windows, reconcile, watermarks)
+                                                       ledger_totals, merge_spans, reconcile, watermarks,
+                                                       window_spans)
 from website_activity.stages.ingest.run import (IngestResult, checkpoint_app_id, finish_run, flush_gold,
                                                 ledger_entries, ledger_entry, process_batch, rows_in_windows,
                                                 rules_of, run_ingest, stream_failure, warm_up)
@@ -68,5 +70,6 @@ from website_activity.stages.ingest.transforms import (REASONS, Rules, bronze_fr
 __all__ = ["COUNTS", "LATENCY_BUCKET_MS", "REASONS", "BatchStats", "IngestResult", "Rules", "bronze_frame",
            "checkpoint_app_id", "deduplicate", "finish_run", "flush_gold", "gold_due", "gold_frame", "gold_range",
            "latency_histogram", "latency_percentiles", "ledger_entries", "ledger_entry", "ledger_totals",
-           "parse_records", "pending_windows", "process_batch", "quarantine_message", "reconcile",
-           "rows_in_windows", "rules_of", "run_ingest", "split_valid", "stream_failure", "warm_up", "watermarks"]
+           "merge_spans", "parse_records", "process_batch", "quarantine_message", "reconcile",
+           "rows_in_windows", "rules_of", "run_ingest", "split_valid", "stream_failure", "warm_up", "watermarks",
+           "window_spans"]

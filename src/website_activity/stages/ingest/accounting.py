@@ -134,13 +134,33 @@ def gold_range(first: str, last: str, window_s: int) -> tuple[str, str]:
     return ((epoch + timedelta(seconds=lo)).isoformat(sep=" "), (epoch + timedelta(seconds=hi)).isoformat(sep=" "))
 
 
-def pending_windows(pending: list[str] | None, touched: tuple[str, str] | None) -> list[str]:
-    """The windows ``[start, end)`` covering both ``pending`` and ``touched`` (UTC text, as
-    :func:`gold_range` gives them; either may be empty or None): one span."""
-    spans = [tuple(w) for w in (pending, touched) if w]
-    if not spans:
-        return []
-    return [min(lo for lo, _ in spans), max(hi for _, hi in spans)]
+MAX_WINDOW_SPANS = 32
+"""Spans of gold windows a predicate names at most; beyond, the two closest are joined."""
+
+
+def window_spans(times: Iterable[tuple[str, str]], window_s: int) -> list[list[str]]:
+    """The windows ``[start, end)`` that each ``(first, last)`` run of event times falls in
+    (:func:`gold_range`), spans that touch or overlap joined: a late session two hours behind
+    the stream adds its own few minutes, not the two hours between."""
+    return merge_spans([list(gold_range(first, last, window_s)) for first, last in times])
+
+
+def merge_spans(*groups: Iterable[Iterable[str]] | None) -> list[list[str]]:
+    """The union of spans ``[start, end)`` (UTC text, as :func:`gold_range` gives them; a group
+    may be empty or None), sorted, touching or overlapping spans joined; at most
+    :data:`MAX_WINDOW_SPANS` (the closest neighbours joined first)."""
+    spans = sorted([str(lo), str(hi)] for group in groups for lo, hi in (group or ()))
+    out: list[list[str]] = []
+    for lo, hi in spans:
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    while len(out) > MAX_WINDOW_SPANS:
+        gaps = [datetime.fromisoformat(b[0]) - datetime.fromisoformat(a[1]) for a, b in zip(out, out[1:])]
+        k = gaps.index(min(gaps))
+        out[k:k + 2] = [[out[k][0], out[k + 1][1]]]
+    return out
 
 
 def gold_due(since: str | None, now: str, interval_s: float) -> bool:

@@ -24,8 +24,9 @@ from website_activity.core.manifests import IngestSummary
 from website_activity.adapters.failpoints import failpoint
 from website_activity.adapters.files import write_json, write_manifest, write_text
 from website_activity.stages.ingest.accounting import (COUNTS, LATENCY_BUCKET_MS, BatchStats, Lap, gold_due,
-                                                       gold_range, latency_histogram, latency_percentiles,
-                                                       ledger_totals, pending_windows, reconcile, watermarks)
+                                                       latency_histogram, latency_percentiles,
+                                                       ledger_totals, merge_spans, reconcile, watermarks,
+                                                       window_spans)
 from website_activity.stages.ingest.transforms import (Rules, bronze_frame, deduplicate, gold_frame, late_flag,
                                                        parse_records, split_valid, ts_literal)
 
@@ -166,8 +167,8 @@ class _Batch:
         silver_rows, quarantine = split_valid(parsed, self.rules, stats.watermark)
         timed = [r for r in valid if r.t0 is not None]
         window_s = self.settings["ingest"]["gold_window_s"]
-        window = gold_range(min(r.t0 for r in timed), max(r.t for r in timed), window_s) if timed else None
-        before = rows_in_windows(self.spark, self.settings.path("silver"), window) if window else None
+        windows = window_spans(((r.t0, r.t) for r in timed), window_s)
+        before = rows_in_windows(self.spark, self.settings.path("silver"), windows) if windows else None
         fresh = deduplicate(silver_rows, before, self.settings["ingest"]["silver_files_per_date"])
         # silver first: its commit is what makes the batch's events visible (the latency)
         stats.silver = self.commit("silver", fresh, partition_by="event_date", optimize_write=False) if valid else 0
@@ -177,9 +178,9 @@ class _Batch:
         if stats.quarantine_by_reason:
             stats.quarantined = self.commit("quarantine", quarantine, partition_by="ingest_date")
         lap("quarantine")
-        return window if window and any(not r.is_late for r in timed) else None
+        return window_spans(((r.t0, r.t) for r in timed if not r.is_late), window_s)  # late ones: not in gold
 
-    def update_gold(self, stats: BatchStats, touched: tuple[str, str] | None,
+    def update_gold(self, stats: BatchStats, touched: list[list[str]] | None,
                     previous: dict[str, Any] | None) -> None:
         """Gold's windows: those this batch touched join the ones earlier batches left pending;
         once the oldest of those batches is ``ingest.gold_interval_s`` old (ingest time, which a
@@ -191,23 +192,24 @@ class _Batch:
         recomputed, never counted twice.
         """
         prev = previous or {}
-        pending = pending_windows(prev.get("gold_pending"), touched)
+        pending = merge_spans(prev.get("gold_pending"), touched)
         since = prev.get("gold_since") or (stats.ingest_time if pending else None)
         if pending and gold_due(since, stats.ingest_time, self.settings["ingest"]["gold_interval_s"]):
             self.recompute_gold(pending)
             pending, since = [], None
         stats.gold_pending, stats.gold_since = pending, since
 
-    def recompute_gold(self, window: list[str]) -> None:
-        """Replace gold's windows in ``window`` (``[start, end)``) by their aggregates over
-        silver's rows in them: the cost follows the windows, not the lake."""
-        lo, hi = window
-        rows = rows_in_windows(self.spark, self.settings.path("silver"), (lo, hi))
+    def recompute_gold(self, windows: list[list[str]]) -> None:
+        """Replace gold's windows in ``windows`` (spans ``[start, end)``) by their aggregates
+        over silver's rows in them: the cost follows the windows, not the lake."""
+        rows = rows_in_windows(self.spark, self.settings.path("silver"), windows)
         if rows is None:
             return
+        replace = " OR ".join(f"(window_start >= TIMESTAMP'{lo}' AND window_start < TIMESTAMP'{hi}')"
+                              for lo, hi in windows)
         self.commit("gold", gold_frame(rows, self.settings["ingest"]["gold_window_s"]).repartition("event_date"),
                     partition_by="event_date", optimize_write=False,  # one file per date already
-                    replace_where=f"window_start >= TIMESTAMP'{lo}' AND window_start < TIMESTAMP'{hi}'")
+                    replace_where=replace)
 
 
 def count_parsed(parsed: "DataFrame") -> list["Row"]:
@@ -295,15 +297,18 @@ def flush_gold(spark: "SparkSession", settings: Settings, last: dict[str, Any] |
                {**last, "gold_pending": [], "gold_since": None})
 
 
-def rows_in_windows(spark: "SparkSession", silver: Path, window: tuple[str, str]) -> "DataFrame | None":
-    """Silver's rows with an event time in ``window`` (``[start, end)``, UTC text), None when
-    there is no silver yet.
+def rows_in_windows(spark: "SparkSession", silver: Path, windows: list[list[str]]) -> "DataFrame | None":
+    """Silver's rows with an event time in one of ``windows`` (spans ``[start, end)``, UTC text),
+    at silver's current version; None when there is no silver yet.
 
-    The batch's gold windows cover its events' times, so these rows hold every earlier copy of
-    an event of the batch (a duplicate is the same event sent again: the same event time) and
-    every other row of the windows gold recomputes. Delta prunes the other dates and skips the
-    files whose statistics lie outside: the cost follows the batch's time span, not the lake.
+    The batch's windows cover its events' times, so these rows hold every earlier copy of an
+    event of the batch (a duplicate is the same event sent again: the same event time); gold's
+    pending windows, read after silver's commit, hold every row gold recomputes. Delta prunes
+    the other dates and skips the files whose statistics lie outside: the cost follows the
+    batch's time spans (a late session adds its own minutes, not the hours between), not the lake.
     """
+    from functools import reduce
+
     from pyspark.sql import functions as F
 
     from website_activity.adapters.lake import read_delta, table_version
@@ -311,12 +316,15 @@ def rows_in_windows(spark: "SparkSession", silver: Path, window: tuple[str, str]
     version = table_version(silver)
     if version is None:
         return None
-    lo, hi = window
-    # pinned to this version: read again after silver's commit of the batch (gold's read), the
-    # rows must still be silver's before it, or gold would count the batch's events twice
+    dates = [F.col("event_date").between(ts_literal(lo).cast("date"), ts_literal(hi).cast("date"))
+             for lo, hi in windows]
+    times = [(F.col("timestamp") >= ts_literal(lo)) & (F.col("timestamp") < ts_literal(hi)) for lo, hi in windows]
+    either = lambda a, b: a | b  # noqa: E731
+    # the dates alone as a conjunct of their own: a partition filter Delta prunes by (a
+    # disjunction that mixes them with the event time is a data filter). Pinned to the version
+    # read now: the dedup's rows stay silver's before the batch's commit.
     return (read_delta(spark, silver, version)
-            .where(F.col("event_date").between(ts_literal(lo).cast("date"), ts_literal(hi).cast("date"))
-                   & (F.col("timestamp") >= ts_literal(lo)) & (F.col("timestamp") < ts_literal(hi))))
+            .where(reduce(either, dates) & reduce(either, [d & t for d, t in zip(dates, times)])))
 
 
 # -- the query -------------------------------------------------------------------------------
