@@ -106,7 +106,7 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
     stats = BatchStats(batch_id, read, 0, 0, 0, {}, latest, watermark, ingest_time.isoformat(), 0.0)
     lap = Lap(stats.phases, start)
     lap("bronze")
-    touched = None
+    touched: list[list[str]] = []
     if read:
         parsed = parse_records(raw, batch.rules).withColumn("is_late", late_flag(watermark)).persist()
         try:
@@ -151,11 +151,11 @@ class _Batch:
         warm_state(self.spark, path)
         return n
 
-    def write_parsed(self, parsed: "DataFrame", stats: BatchStats, lap: Lap) -> tuple[str, str] | None:
+    def write_parsed(self, parsed: "DataFrame", stats: BatchStats, lap: Lap) -> list[list[str]]:
         """Count the parsed batch (one job, which fills its cache), then commit silver and
         quarantine, each from cached rows and silver as it was before the batch: a replay
-        recomputes whatever is missing from the same rows. Returns the gold windows the batch's
-        events in time touched (None: none), for :meth:`update_gold`.
+        recomputes whatever is missing from the same rows. Returns the spans of gold windows the
+        batch's events in time (not late) touched, for :meth:`update_gold`.
 
         Silver is read for the windows the batch's valid events fall in (:func:`rows_in_windows`):
         a duplicate is the same event re-sent, so it has the same event time.
