@@ -20,8 +20,8 @@ Then, each from cached rows and silver as it was before the batch:
    code (:data:`REASONS`), a human message, topic, partition, offset and ingest time.
 5. ``gold``: the per-minute windows the batch touched (spans of them: a late session adds its own
    minutes, not the hours between) join those earlier batches left pending;
-   every ``ingest.gold_interval_s`` of ingest time (and at the end of every run,
-   :func:`flush_gold`) they are recomputed from silver's committed rows in them and replaced:
+   every ``ingest.gold_interval_s`` of ingest time (and in the batch that creates gold, and at
+   the end of every run, :func:`flush_gold`) they are recomputed from silver's committed rows in them and replaced:
    the cost follows the windows, not the lake, and is paid once per interval, not per batch.
 6. A ledger entry ``<paths.runs>/ingest_batches/<N>.json`` with the batch's counts and the gold
    windows still pending.

@@ -184,17 +184,22 @@ class _Batch:
                     previous: dict[str, Any] | None) -> None:
         """Gold's windows: those this batch touched join the ones earlier batches left pending;
         once the oldest of those batches is ``ingest.gold_interval_s`` old (ingest time, which a
-        replay keeps), they are recomputed in one commit and none is left pending.
+        replay keeps), or while there is no gold table yet (a live view shows gold from the
+        first batch on), they are recomputed in one commit and none is left pending.
 
-        The decision depends only on the ledger entry before and the batch's ingest time, so a
-        replay makes it again; and gold is always recomputed from silver's committed rows, so a
-        window recomputed twice (a crash between gold's commit and the ledger entry) is only
-        recomputed, never counted twice.
+        Whatever a batch decides, the lake stays right: gold is always recomputed from silver's
+        committed rows, and a window leaves the ledger's pending list only in the entry of a
+        batch whose gold commit covered it. A window recomputed twice (a crash between gold's
+        commit and the ledger entry, whose replay then decides otherwise) is only recomputed,
+        never counted twice.
         """
+        from website_activity.adapters.lake import is_table
+
         prev = previous or {}
         pending = merge_spans(prev.get("gold_pending"), touched)
         since = prev.get("gold_since") or (stats.ingest_time if pending else None)
-        if pending and gold_due(since, stats.ingest_time, self.settings["ingest"]["gold_interval_s"]):
+        due = gold_due(since, stats.ingest_time, self.settings["ingest"]["gold_interval_s"])
+        if pending and (due or not is_table(self.settings.path("gold"))):
             self.recompute_gold(pending)
             pending, since = [], None
         stats.gold_pending, stats.gold_since = pending, since
