@@ -273,6 +273,7 @@ def test_warm_up_runs_one_batch_through_ingest_and_leaves_the_lake_alone(spark, 
     assert stats.silver > 0  # both paths of the batch ran: the warm-up's own bad records always
     assert stats.quarantine_by_reason.get("not_json", 0) >= len(s.topics)  # reach the quarantine
     assert stats.records_read == stats.silver + stats.quarantined + stats.duplicates_removed
+    assert stats.gold_pending == []  # its batch created gold, so it wrote gold (and compiled its code)
     for key in ("bronze", "silver", "quarantine", "gold", "runs", "checkpoints"):
         assert not s.path(key).exists(), key  # only a scratch lake, deleted after
 

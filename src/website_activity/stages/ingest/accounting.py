@@ -26,9 +26,9 @@ class BatchStats:
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step: where a batch's time goes
     # valid records by latency, Kafka append -> silver commit, in LATENCY_BUCKET_MS steps ({"1200": n})
     latency_hist: dict[str, int] = field(default_factory=dict)
-    # gold's windows [start, end) this batch and earlier ones left to the next gold update
+    # spans [start, end) of gold windows this batch and earlier ones left to the next gold update
     # (empty: gold holds every window so far), and the ingest time of the oldest of those batches
-    gold_pending: list[str] = field(default_factory=list)
+    gold_pending: list[list[str]] = field(default_factory=list)
     gold_since: str | None = None
     replayed: bool = False
 

@@ -281,9 +281,8 @@ def warm_up(spark: "SparkSession", settings: Settings, records: int = 2000, seed
     with tempfile.TemporaryDirectory(prefix="wa-warm-up-") as tmp:
         paths = {**settings["paths"], **{key: str(Path(tmp) / key) for key in
                                          ("bronze", "silver", "quarantine", "gold", "runs", "checkpoints")}}
-        # gold every batch: its code is part of what the warm-up compiles
-        scratch = dataclasses.replace(settings, data={**settings.data, "paths": paths,
-                                                      "ingest": {**settings["ingest"], "gold_interval_s": 0}})
+        # a new lake: its one batch creates gold, so gold's code is part of what the warm-up compiles
+        scratch = dataclasses.replace(settings, data={**settings.data, "paths": paths})
         stats = process_batch(kafka, 0, scratch, None, app_id=f"warm-up-{uuid.uuid4()}")
         settle()  # the background state computations read the scratch tables: done before they go
     stats.seconds = round(time.monotonic() - start, 3)
