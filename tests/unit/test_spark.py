@@ -15,6 +15,10 @@ def test_the_driver_runs_with_the_configured_jit_and_a_cache_for_compiled_querie
         "spark.databricks.delta.snapshotPartitions"] == "1"
     # gold's replaceWhere writes exactly the replaced range: no extra job to check it
     assert spark.conf.get("spark.databricks.delta.replaceWhere.constraintCheck.enabled") == "false"
+    # whole-stage methods stay within what HotSpot compiles (larger: evaluated operator by operator)
+    assert spark.conf.get("spark.sql.codegen.hugeMethodLimit") == "8000"
+    # auto compaction leaves a large batch's files alone (16 MB and up), compacts small ones
+    assert int(spark.conf.get("spark.databricks.delta.autoCompact.minFileSize")) == 16 * 1024 * 1024
 
 
 def test_warm_state_computes_the_state_the_next_idempotent_write_needs(spark, tmp_path) -> None:

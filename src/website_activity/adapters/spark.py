@@ -37,6 +37,11 @@ DELTA_CONF = {
     # large files that are not worth rewriting (the default compacted bronze's 4 files of 27 MB
     # right after its first commit, 87 s on a busy machine).
     "spark.databricks.delta.autoCompact.minNumFiles": "50",
+    # Only files below this size are compacted. Delta compacts a partition's files after its
+    # first commit whatever their number (a partition it has not compacted yet), and its default
+    # (half the 128 MB target) took bronze's four 25 MB files of a 1M-record batch: 14 s of a
+    # 96 s batch, to write the same bytes again. Stream batches' files (kilobytes) still are.
+    "spark.databricks.delta.autoCompact.minFileSize": str(16 * 1024 * 1024),
     # A table's state (its list of files, transactions) is rebuilt by a Spark job after each
     # commit and on each read; Delta shuffles the log into 50 partitions by default, about 1 s of
     # fixed cost per table per batch on 2 cores for a log of a few kilobytes. One partition per
@@ -197,6 +202,12 @@ def get_spark(settings: Settings, *, app_suffix: str = "", _jvm_option: str | No
         # default (100 entries) was smaller than one ingest batch's ~110 compilations, so every
         # batch compiled them all again (1.9 s of Janino per 10k batch; 0.35 s with the room).
         .config("spark.sql.codegen.cache.maxEntries", "1000")
+        # HotSpot does not compile a method of more than 8,000 bytes of bytecode: it runs it
+        # interpreted. Spark's default limit lets a whole-stage method grow to 64 KB, and the
+        # quarantine rules (one coalesce of ~35 conditions) made one: 400k records took 2.45 s in
+        # that one expression, 0.8 s evaluated operator by operator. At HotSpot's own limit Spark
+        # falls back for that plan only (Spark's documentation suggests 8000 on HotSpot).
+        .config("spark.sql.codegen.hugeMethodLimit", "8000")
         # Spark's Kafka source as local jars: no download at run time, same jars on every run.
         .config("spark.jars", ",".join(spark_jars(settings)))
     )
