@@ -33,14 +33,13 @@ DELTA_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.databricks.delta.properties.defaults.autoOptimize.optimizeWrite": "true",
     "spark.databricks.delta.properties.defaults.autoOptimize.autoCompact": "true",
-    # Compact a partition only once it has this many small files: a 1M-record batch writes a few
-    # large files that are not worth rewriting (the default compacted bronze's 4 files of 27 MB
-    # right after its first commit, 87 s on a busy machine).
+    # Compact a partition once it has this many small files (a stream's batches). Delta also
+    # compacts a partition it has not compacted yet after its first commit, whatever this says.
     "spark.databricks.delta.autoCompact.minNumFiles": "50",
-    # Only files below this size are compacted. Delta compacts a partition's files after its
-    # first commit whatever their number (a partition it has not compacted yet), and its default
-    # (half the 128 MB target) took bronze's four 25 MB files of a 1M-record batch: 14 s of a
-    # 96 s batch, to write the same bytes again. Stream batches' files (kilobytes) still are.
+    # Only files below this size count as small. Its default (half the 128 MB target) took a
+    # 1M-record batch's four 25 MB bronze files right after their first commit: 14 s of the
+    # batch, to write the same bytes again (docs/performance.md, fifth round). A stream's files
+    # (kilobytes) still are compacted.
     "spark.databricks.delta.autoCompact.minFileSize": str(16 * 1024 * 1024),
     # A table's state (its list of files, transactions) is rebuilt by a Spark job after each
     # commit and on each read; Delta shuffles the log into 50 partitions by default, about 1 s of
