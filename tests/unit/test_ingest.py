@@ -172,6 +172,7 @@ def test_write_batch_is_idempotent_by_app_and_batch_id(spark, settings, tmp_path
     # the tables get optimizeWrite and auto compaction as table properties
     props = spark.sql(f"DESCRIBE DETAIL delta.`{table}`").first().properties
     assert props["delta.autoOptimize.optimizeWrite"] == props["delta.autoOptimize.autoCompact"] == "true"
+    assert props["delta.checkpointInterval"] == "100"  # a checkpoint's cost, once per 100 batches
     assert table_stats(table)["rows"] == 48
 
 

@@ -39,3 +39,35 @@ def test_warm_state_computes_the_state_the_next_idempotent_write_needs(spark, tm
     assert computed()
     # the next write of the batch after finds it and commits as usual
     assert write_batch(spark.range(5), table, 2, app_id="warm-test") == 5
+
+
+def test_a_new_session_does_not_compact_a_partition_after_every_batch(spark, tmp_path) -> None:
+    """Delta's default compacts a partition the session has not compacted yet after any commit,
+    and forgets it did when the compaction takes files from before the session: every batch of
+    a run on an existing lake rewrote its partitions' small files. Here the session's counts
+    are reset (as a new run starts with none) and the next batches must leave the files alone."""
+    from pyspark.sql import functions as F
+
+    from website_activity.adapters.lake import table_stats, write_batch
+
+    table = tmp_path / "t"
+    rows = lambda n: spark.range(n).withColumn("d", F.lit("2026-01-05"))  # noqa: E731 - one partition
+    for batch in range(3):
+        write_batch(rows(10), table, batch, partition_by="d", app_id="compact-test")
+    assert table_stats(table)["files"] == 3  # fewer than minNumFiles small files: none compacted
+    stats = spark.sparkContext._jvm.org.apache.spark.sql.delta.stats.AutoCompactPartitionStats
+    stats.instance(spark._jsparkSession).resetTestOnly()  # what a new session knows: nothing
+    for batch in range(3, 5):
+        write_batch(rows(10), table, batch, partition_by="d", app_id="compact-test")
+    after = table_stats(table)
+    assert after["files"] == 5 and after["rows"] == 50, after
+    # and a partition with minNumFiles small files from this session is compacted, old ones too
+    key = "spark.databricks.delta.autoCompact.minNumFiles"
+    spark.conf.set(key, "4")
+    try:
+        for batch in range(5, 7):
+            write_batch(rows(10), table, batch, partition_by="d", app_id="compact-test")
+    finally:
+        spark.conf.set(key, DELTA_CONF[key])
+    after = table_stats(table)
+    assert after["files"] == 1 and after["rows"] == 70, after

@@ -33,13 +33,27 @@ DELTA_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.databricks.delta.properties.defaults.autoOptimize.optimizeWrite": "true",
     "spark.databricks.delta.properties.defaults.autoOptimize.autoCompact": "true",
-    # Compact a partition once it has this many small files (a stream's batches). Delta also
-    # compacts a partition it has not compacted yet after its first commit, whatever this says.
+    # A checkpoint of the log (the table's state as Parquet) every 100 commits, not Delta's 10:
+    # writing one took 1.5-2 s of the batch that made the table's 10th commit, and three tables
+    # made theirs in the same batch (10k-record batches on a 1M lake: median 7.2 s with 10, 4.9 s
+    # with 100, docs/performance.md, sixth round). Reading a state rebuilds it from the last
+    # checkpoint and the commits after it: 100 small JSON files are still one task's read.
+    "spark.databricks.delta.properties.defaults.checkpointInterval": "100",
+    # Compact once a partition has this many small files (a stream's batches).
     "spark.databricks.delta.autoCompact.minNumFiles": "50",
+    # ...counted by the session, and only that count decides. With this on (Delta's default),
+    # a partition the session has not compacted yet is compacted after any commit to it, and
+    # a compaction that takes files older than the session drops the partition's count below
+    # zero: Delta forgets it had compacted it, and compacts it again after the next commit. On
+    # a lake from an earlier run every micro-batch rewrote its partitions' small files: silver's
+    # day of 7 MB 2.5-5.5 s per 10k-record batch, quarantine's 1.5 s (docs/performance.md,
+    # sixth round). Off: Delta compacts (every partition's small files) once a partition has
+    # `minNumFiles` small files written by the session.
+    "spark.databricks.delta.autoCompact.modifiedPartitionsOnly.enabled": "false",
     # Only files below this size count as small. Its default (half the 128 MB target) took a
     # 1M-record batch's four 25 MB bronze files right after their first commit: 14 s of the
     # batch, to write the same bytes again (docs/performance.md, fifth round). A stream's files
-    # (kilobytes) still are compacted.
+    # (kilobytes) are small.
     "spark.databricks.delta.autoCompact.minFileSize": str(16 * 1024 * 1024),
     # A table's state (its list of files, transactions) is rebuilt by a Spark job after each
     # commit and on each read; Delta shuffles the log into 50 partitions by default, about 1 s of

@@ -533,7 +533,7 @@ def _ingest_baseline(bench: Bench, s: Settings, summary: IngestSummary, scratch:
 
 # -- ingest's batch time as the lake grows ---------------------------------------------------------
 GROWTH_BATCH = 10_000
-GROWTH_BATCHES = 3  # per lake size; the first is a warm-up, the median of the others is kept
+GROWTH_BATCHES = 7  # per lake size; the first is a warm-up, the median of the other six is kept
 GROWTH_BATCH_SPAN_S = 5  # seconds of traffic per growth batch: 10k records at 2,000 events/s
 INGEST_V1 = 19_298  # records/s, the Parquet ingest before Delta (README "Performance", 1M events)
 
