@@ -75,6 +75,9 @@ def test_bench_writes_every_figure(tmp_path: Path) -> None:
     assert figures["ingest_batch_growth"]["baseline"] == figures["ingest_batch_10k_s"]["value"]
     assert doc["batch_growth"]["records_per_batch"] == GROWTH_BATCH
     assert {k: len(v) for k, v in doc["batch_growth"]["seconds"].items()} == {"1x": GROWTH_BATCHES, "3x": GROWTH_BATCHES}
+    # each batch's phases, as its ledger entry has them (what a slow batch spent its time on)
+    assert all(len(p) == GROWTH_BATCHES and all(b["silver"] > 0 for b in p)
+               for p in doc["batch_growth"]["phases"].values())
     for key in WITH_BASELINE:
         assert figures[key]["baseline"] > 0 and figures[key]["ratio"] > 0, key
     assert list(doc["stages_seconds"]) == list(STAGES)

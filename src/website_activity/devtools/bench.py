@@ -574,6 +574,7 @@ def _batch_growth(bench: Bench, s: Settings, scratch: Path, batch: int = GROWTH_
         run_produce(g, batch, seed=1000 + i)
         slices.append((before, _end_offsets(g)))
     times: dict[str, list[float]] = {}
+    phases: dict[str, list[dict[str, float]]] = {}  # each batch's, as its ledger entry has them
     with spark_session(g, "bench-growth") as spark:
         for i, (start, end) in enumerate(slices):
             if i == batches:
@@ -590,9 +591,11 @@ def _batch_growth(bench: Bench, s: Settings, scratch: Path, batch: int = GROWTH_
             # windows it left pending (gold is recomputed every ingest.gold_interval_s)
             stats = process_batch(kafka, i, g, ledger_entry(g, i - 1), app_id="bench-growth")
             times.setdefault("1x" if i < batches else "3x", []).append(stats.seconds)
+            phases.setdefault("1x" if i < batches else "3x", []).append(stats.phases)
         lake_rows = table_stats(g.path("silver"))["rows"]
     small, big = (statistics.median(times[k][1:]) for k in ("1x", "3x"))
-    bench.extra["batch_growth"] = {"records_per_batch": batch, "seconds": times, "silver_rows_after": lake_rows}
+    bench.extra["batch_growth"] = {"records_per_batch": batch, "seconds": times, "phases": phases,
+                                   "silver_rows_after": lake_rows}
     f = bench.add("ingest_batch_10k_s", f"a warm micro-batch of {batch:,} records, {GROWTH_BATCH_SPAN_S} s of traffic (foreachBatch)", small, "s",
                   target="<= 3 s", runs=batches - 1)
     f.holds = small <= 3
