@@ -121,8 +121,11 @@ def test_a_live_run_lands_every_record_and_quarantines_only_the_faults(live) -> 
     # every record sent landed (the producers' last records too: the ingest drains the topics)
     assert p["failed"] == 0 and p["sent"] == p["records"] > 10 * RATE
     assert s["reconciled"] and s["run"]["records_read"] == p["records"]
-    # the asked rate, over the event time (the process start aside)
-    assert p["live_rate"] == pytest.approx(RATE, rel=0.05)
+    # the asked rate, over the event time (the process start aside). A run of 10-60 s is a sample:
+    # simulated runs of 10-25 s at this rate spread with a standard deviation of 7-8 records/s
+    # (272-320 in 180 of them); 15 % is about 5 of those. tests/unit/test_generator.py holds the
+    # generator to 5 % over 120 s.
+    assert p["live_rate"] == pytest.approx(RATE, rel=0.15)
     # event times are the wall clock: nothing is future_time; quarantine holds only the injected faults
     reasons = r.extra["quarantine_by_reason"]
     assert "future_time" not in reasons
