@@ -58,3 +58,31 @@ def test_the_page_needs_nothing_from_the_network() -> None:
     for element in ("input-rate", "processing-rate", "batch-duration", "backlog", "latency", "active",
                     "per-device", "per-action", "funnel", "quarantine"):
         assert f'id="{element}"' in page
+
+
+def test_a_live_producer_sends_no_record_early_and_wakes_once_a_tick() -> None:
+    """``_send_live`` with a recording ``send``: 100 records due 4 ms apart go out at or after their
+    time, in about one wake-up per LIVE_TICK_S rather than one per record."""
+    import time
+
+    from website_activity.simulate.generator import Chunk
+    from website_activity.stages.produce import LIVE_TICK_S, _send_live, _Tally
+
+    sent: list[tuple[float, bytes]] = []
+
+    def send(key: bytes, value: bytes, partition: int) -> None:
+        sent.append((time.time() * 1000.0, key))
+
+    start = time.time() * 1000.0 + 20
+    n = 100
+    keys = [b"k%d" % i for i in range(n)]
+    emits = [int(start) + 4 * i for i in range(n)]
+    chunk = Chunk(keys, [b"v"] * n, {"event": n}, emit_ms=emits)
+    lag = _send_live(send, chunk, {}, [0], _Tally())
+    assert [k for _, k in sent] == keys  # all of them, in stream order
+    due = dict(zip(keys, emits))
+    assert all(at >= due[k] for at, k in sent)  # none before its event time: no future_time
+    times = [at for at, _ in sent]
+    wakeups = 1 + sum(b - a > 2.0 for a, b in zip(times, times[1:]))  # a pause between sends: a new wake-up
+    assert wakeups <= 4 * n / (LIVE_TICK_S * 1000) + 3, wakeups  # 400 ms of records: about 8 ticks
+    assert 0 <= lag < 1.0

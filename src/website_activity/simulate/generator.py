@@ -530,10 +530,12 @@ class _Pending:
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, ...]] = []  # (emit, ts, page, action, session, user, late)
         self.size = 0
+        self.ordered = True  # the pool is sorted by emit time, ties in drawing order
 
     def add(self, part: tuple[np.ndarray, ...]) -> None:
         self.parts.append(part)
         self.size += len(part[0])
+        self.ordered = False
 
     def merged(self) -> tuple[np.ndarray, ...]:
         if len(self.parts) > 1:
@@ -915,12 +917,18 @@ class EventGenerator:
                 check_at = pend.size + (want - final)
             frontier = self._draw_sessions()
         cols = pend.merged()
+        if pend.ordered:  # nothing drawn since the last chunk: the pool is in stream order already
+            pend.parts = [tuple(c[want:] for c in cols)]
+            pend.size -= want
+            return tuple(c[:want] for c in cols)
+        # The rest stays in stream order (ties in drawing order, as the stable sort had them): the
+        # next chunk sorts that run and the sessions drawn since, not the whole pool again.
         order = np.argsort(cols[0], kind="stable")
-        ready = order[:want]
-        rest = np.sort(order[want:])
-        pend.parts = [tuple(c[rest] for c in cols)]
-        pend.size = len(rest)
-        return tuple(c[ready] for c in cols)
+        cols = tuple(c[order] for c in cols)
+        pend.parts = [tuple(c[want:] for c in cols)]
+        pend.size = len(order) - want
+        pend.ordered = True
+        return tuple(c[:want] for c in cols)
 
     def _chunk(self, want: int) -> Chunk:
         emit, ts, page, action, session, suser, late = self._ready(want)
