@@ -72,7 +72,7 @@ Faults (``generator.faults``, rates per valid event, 0 disables)
 
 Live mode (``START=now``, ``make live``)
     Event times are the wall clock at emission, whatever the rate: the producer sends each record
-    when the wall clock reaches its time (:attr:`Chunk.emit_ms`), and ``RATE`` sets the session
+    once the wall clock has reached its time (:attr:`Chunk.emit_ms`), and ``RATE`` sets the session
     start rate (so how many sessions are on the site at once), not how fast time passes. The
     session rate is ``live_rate`` events per second over :data:`LIVE_EVENTS_PER_SESSION`,
     corrected at every batch of candidates for the share of users the daily profile keeps at that
