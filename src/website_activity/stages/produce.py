@@ -5,9 +5,9 @@ so a session and all of its records stay in topic *i*, and in one partition (the
 bounded (``events``: that many valid events in total, plus the injected faults), timed
 (``duration`` seconds) and rate-limited (``rate`` records per second in total, with either).
 Live (``live``, what ``--start now`` and ``make live`` use): event times are the wall clock, each
-record is sent once the wall clock has reached its event time (within :data:`LIVE_TICK_S`), and ``rate`` sets the generator's
-session rate (so the records per second) instead of pacing a simulated clock; without ``rate``,
-:data:`~website_activity.simulate.generator.LIVE_RATE`.
+record is sent once the wall clock has reached its event time (within :data:`LIVE_TICK_S`), and
+``rate`` sets the generator's session rate (so the records per second) instead of pacing a
+simulated clock; without ``rate``, :data:`~website_activity.simulate.generator.LIVE_RATE`.
 
 Delivery: ``acks=all``, idempotent producer, retries, ``lz4`` compression, large batches with a
 short linger. Sends carry no per-record callback: each chunk's futures are kept and checked in
