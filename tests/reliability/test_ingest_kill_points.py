@@ -5,8 +5,8 @@ passes ``point`` it SIGKILLs its Spark driver JVM and itself (website_activity.a
 points cover the checkpoint and the Delta commits of a batch:
 
 * ``batch.start``: Spark has logged the batch's offsets in the checkpoint, nothing is written;
-* ``bronze.committed``: bronze's commit of the batch is in, the other tables' not;
-* ``silver.before_commit``: bronze committed, silver's write (then gold's, quarantine's) not started;
+* ``bronze.committed``: bronze's commit of the batch is in (silver's, which runs alongside, may be);
+* ``silver.before_commit``: silver's write (then gold's) not started, bronze's and quarantine's under way;
 * ``silver.before_commit+0.4``: 0.4 s later, from a timer: in the middle of silver's write (its
   dedup against silver and its files) or of gold's after it;
 * ``batch.committed``: every table committed, the ledger entry not written;

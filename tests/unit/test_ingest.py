@@ -291,3 +291,30 @@ def test_a_table_keeps_file_statistics_of_the_chosen_columns_only(spark, tmp_pat
         stats = json.loads(add["stats"])
         assert stats["numRecords"] > 0
         assert set(stats["minValues"]) == {"id", "n"}  # not the text column
+
+
+def test_a_batch_replayed_after_silver_committed_and_bronze_not_keeps_its_ingest_time(spark, tmp_path) -> None:
+    """Bronze commits alongside silver: a crash can leave silver's commit of a batch in and
+    bronze's not. The replay must take the first attempt's ingest time from silver's commit (the
+    future_time rule compares with it), write bronze once and skip silver and quarantine."""
+    import time
+
+    from tests.conftest import make_settings
+    from website_activity.stages.ingest.run import generated_batch, process_batch
+
+    s = make_settings(tmp_path)
+    kafka = generated_batch(spark, s, 300, seed=3)
+    first = process_batch(kafka, 0, s, None, app_id="replay")
+    assert first.silver > 0 and first.quarantined > 0
+    # the crash: bronze's commit never made it, nor the ledger entry (a write that did not commit
+    # left no visible rows: here, no table at all)
+    shutil.rmtree(s.path("bronze"))
+    (s.path("runs") / "ingest_batches" / "0000000000.json").unlink()
+    spark.sparkContext._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
+    time.sleep(1.2)  # "now" is a second later: a replay that took it would differ
+    again = process_batch(kafka, 0, s, None, app_id="replay")
+    assert not again.replayed and again.ingest_time == first.ingest_time
+    assert (again.silver, again.quarantined) == (first.silver, first.quarantined)  # Delta skipped both
+    assert table_stats(s.path("bronze"))["rows"] == again.records_read == first.records_read
+    assert table_stats(s.path("silver"))["rows"] == first.silver
+    assert table_version(s.path("silver")) == table_version(s.path("quarantine")) == 0  # no second commit

@@ -5,7 +5,8 @@ checkpoint, ``failOnDataLoss=true``) and hands each micro-batch to :func:`proces
 (``foreachBatch``), which makes one Delta commit per table:
 
 1. ``bronze``: every Kafka record as received (key, value, topic, partition, offset, Kafka
-   timestamp, ingest time), partitioned by ``ingest_date``, written from the Kafka rows.
+   timestamp, ingest time), partitioned by ``ingest_date``, written from the Kafka rows, in a
+   thread of its own alongside 2-4 (a record's latency to silver does not wait for it).
 2. The records are parsed once (:func:`parse_records`, cached for the batch) and one job counts
    them (by reason, topic, event date, lateness).
 
@@ -32,8 +33,8 @@ with the same offsets, so the same records. Every commit of batch N carries Delt
 transaction id (``txnAppId`` = an id created with the checkpoint, ``txnVersion`` = N), written
 atomically with its files: Delta skips a replayed write that it already committed, and a write
 that did not commit left no visible rows. A replay therefore commits exactly what the first
-attempt had not, and computes it from the same inputs: bronze's commit keeps the batch's ingest
-time (the ``future_time`` rule uses it), silver's dedup reads silver before batch N (its commit is
+attempt had not, and computes it from the same inputs: each table's commit keeps the batch's ingest
+time (the ``future_time`` rule uses it; a replay takes it from whichever commit went in), silver's dedup reads silver before batch N (its commit is
 all or nothing; if it is in, the dedup finds nothing new and silver's write is skipped), gold's
 decision to update depends only on the ledger entry of batch N-1 and that ingest time, and gold
 is always recomputed from silver's committed rows (a window recomputed twice is never counted

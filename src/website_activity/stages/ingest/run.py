@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -98,24 +99,32 @@ def process_batch(kafka: "DataFrame", batch_id: int, settings: Settings,
     start = time.monotonic()
     batch = _Batch(kafka.sparkSession, settings, batch_id, app_id)
     ingest_time = batch.ingest_time()
-    # Kept by the bronze write's own job: the parse reads it from memory, not from Kafka again.
+    # Kept by the first job that reads it (bronze's write or the parse's count, whichever
+    # computes a partition first; the other waits for it): Kafka is read once.
     raw = bronze_frame(kafka, ingest_time).persist()
-    read = batch.commit("bronze", raw, partition_by="ingest_date", optimize_write=False,
-                        metadata={"ingest_time": ingest_time.isoformat()})
     watermark, latest = watermarks(previous, settings["ingest"]["watermark_delay_s"])
-    stats = BatchStats(batch_id, read, 0, 0, 0, {}, latest, watermark, ingest_time.isoformat(), 0.0)
+    stats = BatchStats(batch_id, 0, 0, 0, 0, {}, latest, watermark, ingest_time.isoformat(), 0.0)
     lap = Lap(stats.phases, start)
-    lap("bronze")
-    touched: list[list[str]] = []
-    if read:
-        parsed = parse_records(raw, batch.rules).withColumn("is_late", late_flag(watermark)).persist()
-        try:
-            touched = batch.write_parsed(parsed, stats, lap)
-        finally:
+    # bronze's commit runs alongside the parse and silver's commit (its tasks fill the cores
+    # that silver's one task per date and the commits' driver work leave idle), so a record's
+    # latency does not include it; each table's commit is idempotent on its own, and each keeps
+    # the ingest time a replay reuses. Leaving the pool waits for its commits, failed or not.
+    parsed = None
+    try:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-commit") as side:
+            bronze = side.submit(batch.commit, "bronze", raw, partition_by="ingest_date", optimize_write=False)
+            parsed = parse_records(raw, batch.rules).withColumn("is_late", late_flag(watermark)).persist()
+            touched, quarantine = batch.write_parsed(parsed, stats, lap, side)
+            batch.update_gold(stats, touched, previous)
+            lap("gold")
+            stats.records_read = bronze.result()
+            lap("bronze")  # what was left of bronze's commit to wait for
+            stats.quarantined = quarantine.result() if quarantine is not None else 0
+            lap("quarantine")
+    finally:
+        if parsed is not None:
             parsed.unpersist()
-    raw.unpersist()
-    batch.update_gold(stats, touched, previous)
-    lap("gold")
+        raw.unpersist()
     failpoint("batch.committed")  # crash tests: every table committed, the ledger entry not written
     stats.seconds = round(time.monotonic() - start, 3)
     write_json(ingest_ledger_dir(settings) / f"{batch_id:010d}.json", stats.to_dict())
@@ -128,34 +137,46 @@ class _Batch:
     def __init__(self, spark: "SparkSession", settings: Settings, batch_id: int, app_id: str) -> None:
         self.spark, self.settings, self.batch_id, self.app_id = spark, settings, batch_id, app_id
         self.rules = rules_of(settings)
+        self.first_ingest_time: datetime | None = None
 
     def ingest_time(self) -> datetime:
-        """Now, or the ingest time of the first attempt at this batch (in bronze's commit): the
-        future_time rule compares with it, so a replayed record lands on the same side of the rules."""
+        """Now, or the ingest time of the first attempt at this batch (kept in each table's
+        commit of it: its tables commit side by side, so any of them may be the one that went
+        in before a crash): the future_time rule compares with it, so a replayed record lands on
+        the same side of the rules."""
         from website_activity.adapters.lake import commit_metadata
 
-        first = commit_metadata(self.settings.path("bronze"), self.app_id, self.batch_id)
-        if first and first.get("ingest_time"):
-            return datetime.fromisoformat(first["ingest_time"])
-        return datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
+        if self.first_ingest_time is None:
+            for table in ("bronze", "silver", "quarantine"):
+                first = commit_metadata(self.settings.path(table), self.app_id, self.batch_id)
+                if first and first.get("ingest_time"):
+                    self.first_ingest_time = datetime.fromisoformat(first["ingest_time"])
+                    break
+            else:
+                self.first_ingest_time = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
+        return self.first_ingest_time
 
     def commit(self, table: str, rows: "DataFrame", **kwargs: Any) -> int:
         """Append (or replace, ``replace_where``) ``rows`` in ``table``; the rows written (0 when
-        Delta skipped it: committed before). Then the table's state is computed ahead for the
-        next batch's write (:func:`website_activity.adapters.lake.warm_state`)."""
+        Delta skipped it: committed before). The commit keeps the batch's ingest time. Then the
+        table's state is computed ahead for the next batch's write
+        (:func:`website_activity.adapters.lake.warm_state`)."""
         from website_activity.adapters.lake import warm_state, write_batch
 
         path = self.settings.path(table)
+        metadata = {"ingest_time": self.first_ingest_time.isoformat()} if self.first_ingest_time else None
         n = write_batch(rows, path, self.batch_id, app_id=self.app_id, stats_columns=STATS_COLUMNS.get(table),
-                        **kwargs)
+                        metadata=metadata, **kwargs)
         warm_state(self.spark, path)
         return n
 
-    def write_parsed(self, parsed: "DataFrame", stats: BatchStats, lap: Lap) -> list[list[str]]:
-        """Count the parsed batch (one job, which fills its cache), then commit silver and
-        quarantine, each from cached rows and silver as it was before the batch: a replay
-        recomputes whatever is missing from the same rows. Returns the spans of gold windows the
-        batch's events in time (not late) touched, for :meth:`update_gold`.
+    def write_parsed(self, parsed: "DataFrame", stats: BatchStats, lap: Lap,
+                     side: ThreadPoolExecutor) -> tuple[list[list[str]], "Future[int] | None"]:
+        """Count the parsed batch (one job, which fills its cache), then commit silver, and
+        quarantine alongside it (in ``side``), each from cached rows and silver as it was before
+        the batch: a replay recomputes whatever is missing from the same rows. Returns the spans
+        of gold windows the batch's events in time (not late) touched, for :meth:`update_gold`,
+        and quarantine's commit (None: nothing to quarantine).
 
         Silver is read for the windows the batch's valid events fall in (:func:`rows_in_windows`):
         a duplicate is the same event re-sent, so it has the same event time.
@@ -165,20 +186,19 @@ class _Batch:
         valid = [r for r in counts if r.quarantine_reason is None]
         _tally(stats, counts)
         silver_rows, quarantine = split_valid(parsed, self.rules, stats.watermark)
+        quarantined = (side.submit(self.commit, "quarantine", quarantine, partition_by="ingest_date")
+                       if stats.quarantine_by_reason else None)
         timed = [r for r in valid if r.t0 is not None]
         window_s = self.settings["ingest"]["gold_window_s"]
         windows = window_spans(((r.t0, r.t) for r in timed), window_s)
         before = rows_in_windows(self.spark, self.settings.path("silver"), windows) if windows else None
         fresh = deduplicate(silver_rows, before, self.settings["ingest"]["silver_files_per_date"])
-        # silver first: its commit is what makes the batch's events visible (the latency)
+        # its commit is what makes the batch's events visible (the latency)
         stats.silver = self.commit("silver", fresh, partition_by="event_date", optimize_write=False) if valid else 0
         stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
         stats.latency_hist = latency_histogram(valid, time.time())
         lap("silver")
-        if stats.quarantine_by_reason:
-            stats.quarantined = self.commit("quarantine", quarantine, partition_by="ingest_date")
-        lap("quarantine")
-        return window_spans(((r.t0, r.t) for r in timed if not r.is_late), window_s)  # late ones: not in gold
+        return window_spans(((r.t0, r.t) for r in timed if not r.is_late), window_s), quarantined  # late: not in gold
 
     def update_gold(self, stats: BatchStats, touched: list[list[str]] | None,
                     previous: dict[str, Any] | None) -> None:
@@ -256,28 +276,10 @@ def warm_up(spark: "SparkSession", settings: Settings, records: int = 2000, seed
     import dataclasses
     import tempfile
 
-    from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, StructField, StructType,
-                                   TimestampType)
-
     from website_activity.adapters.lake import settle
-    from website_activity.simulate.generator import EventGenerator
 
     start = time.monotonic()
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    rows = []
-    for topic in settings.topics:
-        gen = EventGenerator.from_settings(settings, seed, topic, start=now - timedelta(seconds=30),
-                                           live_rate=records / 10)  # about 10 s of traffic
-        for offset, (key, value) in enumerate(gen.records(records // len(settings.topics))):
-            rows.append((key, value, topic, 0, offset, now, 0))
-        # the generator's faults are random draws (a few hundred events may hold none): one record
-        # that is not JSON per topic, so the quarantine's path is always part of the warm-up
-        rows.append((None, b"warm-up: not JSON", topic, 0, len(rows), now, 0))
-    schema = StructType([StructField("key", BinaryType()), StructField("value", BinaryType()),
-                         StructField("topic", StringType()), StructField("partition", IntegerType()),
-                         StructField("offset", LongType()), StructField("timestamp", TimestampType()),
-                         StructField("timestampType", IntegerType())])
-    kafka = spark.createDataFrame(rows, schema)
+    kafka = generated_batch(spark, settings, records, seed)
     with tempfile.TemporaryDirectory(prefix="wa-warm-up-") as tmp:
         paths = {**settings["paths"], **{key: str(Path(tmp) / key) for key in
                                          ("bronze", "silver", "quarantine", "gold", "runs", "checkpoints")}}
@@ -287,6 +289,31 @@ def warm_up(spark: "SparkSession", settings: Settings, records: int = 2000, seed
         settle()  # the background state computations read the scratch tables: done before they go
     stats.seconds = round(time.monotonic() - start, 3)
     return stats
+
+
+def generated_batch(spark: "SparkSession", settings: Settings, records: int, seed: int = 0) -> "DataFrame":
+    """A micro-batch as the Kafka source gives it, of about ``records`` generated records (about
+    10 s of live traffic per topic, ending now) and one record per topic that is not JSON."""
+    from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, StructField, StructType,
+                                   TimestampType)
+
+    from website_activity.simulate.generator import EventGenerator
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows = []
+    for topic in settings.topics:
+        gen = EventGenerator.from_settings(settings, seed, topic, start=now - timedelta(seconds=30),
+                                           live_rate=records / 10)  # about 10 s of traffic
+        for offset, (key, value) in enumerate(gen.records(records // len(settings.topics))):
+            rows.append((key, value, topic, 0, offset, now, 0))
+        # the generator's faults are random draws (a few hundred events may hold none): one record
+        # that is not JSON per topic, so the quarantine's path is always part of the batch
+        rows.append((None, b"warm-up: not JSON", topic, 0, len(rows), now, 0))
+    schema = StructType([StructField("key", BinaryType()), StructField("value", BinaryType()),
+                         StructField("topic", StringType()), StructField("partition", IntegerType()),
+                         StructField("offset", LongType()), StructField("timestamp", TimestampType()),
+                         StructField("timestampType", IntegerType())])
+    return spark.createDataFrame(rows, schema)
 
 
 def flush_gold(spark: "SparkSession", settings: Settings, last: dict[str, Any] | None, app_id: str) -> None:
