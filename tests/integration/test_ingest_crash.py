@@ -35,7 +35,11 @@ EVENTS = 1500
 def children(pid: int) -> list[int]:
     """The pids of a process's descendants (from /proc)."""
     out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").glob("*"))
+    except OSError:  # the process exited while its tasks were listed: no descendants left
+        return out
+    for task in tasks:
         try:
             kids = [int(k) for k in (task / "children").read_text().split()]
         except OSError:
