@@ -67,10 +67,6 @@ def silver_ids(settings) -> list[str]:
         "event_id").to_pylist()
 
 
-def before_dates(settings) -> set[str]:
-    return {p.name for p in settings.path("silver").glob("event_date=*")}
-
-
 def batches_done(settings) -> int:
     return len(list(ingest_ledger_dir(settings).glob("[0-9]*.json"))) if ingest_ledger_dir(settings).is_dir() else 0
 
@@ -106,7 +102,7 @@ def test_seeded_kill_points_then_restart_lose_and_double_nothing(broker, tmp_pat
 
     # make compact killed while OPTIMIZE rewrites silver's small files: nothing lost, none twice
     before = table_stats(s.path("silver"))
-    assert before["files"] > 2 * len({d for d in before_dates(s)})  # one small file per date and batch
+    assert before["files"] >= 3  # a small file per batch
     assert ingest(env, log, "compact.optimize@2+1.0", script="compact.py") == -9
     assert sorted(silver_ids(s)) == sorted(ids)
     assert ingest(env, log, script="compact.py") == 0, log.read_text()[-3000:]

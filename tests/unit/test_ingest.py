@@ -111,19 +111,23 @@ def test_dedup_keeps_the_first_record_and_drops_ids_already_in_silver(spark, set
     # events 1 and 3 re-sent later in the batch (same bytes, later offsets)
     batch = silver_rows(spark, settings, events + [events[1], events[3]], offsets=[0, 1, 2, 3, 4, 5, 9, 7])
     existing = batch.where("offset = 5").select("event_date", "event_id")
-    for files_per_date in (None, 1, 3):
-        out = sorted((r.event_id, r.offset) for r in deduplicate(batch, existing, files_per_date).collect())
+    for files in (1, 3):
+        out = sorted((r.event_id, r.offset) for r in deduplicate(batch, existing, files).collect())
         assert out == sorted((e["event_id"], i) for i, e in enumerate(events[:5]))
-        assert deduplicate(batch, None, files_per_date).count() == 6
-        assert deduplicate(batch, None, files_per_date).columns == batch.columns
-    # one file per event date: every date's rows in one task after the dedup and the anti-join
+        assert deduplicate(batch, None, files).count() == 6
+        assert deduplicate(batch, None, files).columns == batch.columns
+    # the files a write makes: ranges of event time, each sorted by it
     from pyspark.sql import functions as F
 
-    rows = deduplicate(batch, existing, 1).select("event_date", F.spark_partition_id().alias("task")).collect()
-    tasks: dict = {}
-    for r in rows:
-        tasks.setdefault(r.event_date, set()).add(r.task)
-    assert tasks and all(len(t) == 1 for t in tasks.values())
+    for files in (1, 2):
+        rows = deduplicate(batch, None, files).select("timestamp", F.spark_partition_id().alias("task")).collect()
+        tasks: dict = {}
+        for r in rows:
+            tasks.setdefault(r.task, []).append(r.timestamp)
+        assert len(tasks) == files
+        assert all(t == sorted(t) for t in tasks.values())
+        spans = sorted((min(t), max(t)) for t in tasks.values())
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # the ranges do not overlap
 
 
 def test_events_behind_the_watermark_are_flagged_late_not_dropped(spark, settings) -> None:
@@ -318,3 +322,29 @@ def test_a_batch_replayed_after_silver_committed_and_bronze_not_keeps_its_ingest
     assert table_stats(s.path("bronze"))["rows"] == again.records_read == first.records_read
     assert table_stats(s.path("silver"))["rows"] == first.silver
     assert table_version(s.path("silver")) == table_version(s.path("quarantine")) == 0  # no second commit
+
+
+def test_a_batch_writes_silver_as_one_file_sorted_by_event_time_with_row_group_statistics(spark, tmp_path) -> None:
+    """Silver is not partitioned: a batch's rows go in one file (up to ``ingest.silver_file_rows``),
+    sorted by event time, whose row groups keep the time's min and max (Parquet's timestamp type,
+    not INT96, which has none), so a reader of a few minutes skips the rest of a large file."""
+    import pyarrow.parquet as pq
+
+    from tests.conftest import make_settings
+    from website_activity.stages.ingest.run import generated_batch, process_batch
+
+    s = make_settings(tmp_path)
+    stats = process_batch(generated_batch(spark, s, 2000, seed=5), 0, s, None, app_id="layout")
+    assert stats.silver > 1000
+    silver = s.path("silver")
+    adds = [json.loads(line)["add"] for f in sorted((silver / "_delta_log").glob("*.json"))
+            for line in f.read_text().splitlines() if '"add"' in line]
+    assert len(adds) == 1 and adds[0]["partitionValues"] == {}
+    assert not list(silver.glob("event_date=*"))
+    meta = pq.ParquetFile(silver / adds[0]["path"]).metadata
+    col = meta.schema.names.index("timestamp")
+    assert meta.schema.column(col).physical_type == "INT64"
+    groups = [meta.row_group(g).column(col).statistics for g in range(meta.num_row_groups)]
+    assert all(g.has_min_max for g in groups)
+    times = pq.read_table(silver / adds[0]["path"], columns=["timestamp"]).column("timestamp").to_pylist()
+    assert len(times) == stats.silver and times == sorted(times)

@@ -12,7 +12,8 @@ checkpoint, ``failOnDataLoss=true``) and hands each micro-batch to :func:`proces
 
 Then, each from cached rows and silver as it was before the batch:
 
-3. ``silver``: the valid events, typed, partitioned by ``event_date``, deduplicated on
+3. ``silver``: the valid events, typed (not partitioned: files by ranges of event time, sorted
+   by it, ``ingest.silver_file_rows`` at most), deduplicated on
    ``event_id`` within the batch (the record with the lowest topic, partition, offset wins) and
    against silver's rows in the event-time windows the batch touches (an anti-join: a duplicate
    is the same event re-sent, so it has the same event time; :func:`rows_in_windows`), then

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 STATS_COLUMNS = {
     "bronze": ("topic", "partition", "offset", "kafka_timestamp", "ingest_time"),
-    "silver": ("timestamp", "topic", "partition", "offset", "ingest_time"),  # no boolean: Delta refuses it
+    "silver": ("timestamp", "event_date", "topic", "partition", "offset", "ingest_time"),  # no boolean: Delta refuses it
     "quarantine": ("reason", "topic", "partition", "offset", "ingest_time"),
 }
 """The columns each table keeps Delta's file statistics of (min, max, nulls: what readers skip
@@ -192,9 +192,11 @@ class _Batch:
         window_s = self.settings["ingest"]["gold_window_s"]
         windows = window_spans(((r.t0, r.t) for r in timed), window_s)
         before = rows_in_windows(self.spark, self.settings.path("silver"), windows) if windows else None
-        fresh = deduplicate(silver_rows, before, self.settings["ingest"]["silver_files_per_date"])
-        # its commit is what makes the batch's events visible (the latency)
-        stats.silver = self.commit("silver", fresh, partition_by="event_date", optimize_write=False) if valid else 0
+        files = -(-sum(r.n for r in valid) // self.settings["ingest"]["silver_file_rows"])
+        fresh = deduplicate(silver_rows, before, files)
+        # its commit is what makes the batch's events visible (the latency); not partitioned (a
+        # lake's few event dates are not worth a folder each: a 1M-event run was 9 files of 7 MB)
+        stats.silver = self.commit("silver", fresh, optimize_write=False) if valid else 0
         stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
         stats.latency_hist = latency_histogram(valid, time.time())
         lap("silver")
@@ -334,9 +336,10 @@ def rows_in_windows(spark: "SparkSession", silver: Path, windows: list[list[str]
 
     The batch's windows cover its events' times, so these rows hold every earlier copy of an
     event of the batch (a duplicate is the same event sent again: the same event time); gold's
-    pending windows, read after silver's commit, hold every row gold recomputes. Delta prunes
-    the other dates and skips the files whose statistics lie outside: the cost follows the
-    batch's time spans (a late session adds its own minutes, not the hours between), not the lake.
+    pending windows, read after silver's commit, hold every row gold recomputes. Delta skips
+    the files whose statistics (event date, event time) lie outside, and Parquet the row groups
+    of a large file: the cost follows the batch's time spans (a late session adds its own
+    minutes, not the hours between), not the lake.
     """
     from functools import reduce
 
@@ -351,9 +354,10 @@ def rows_in_windows(spark: "SparkSession", silver: Path, windows: list[list[str]
              for lo, hi in windows]
     times = [(F.col("timestamp") >= ts_literal(lo)) & (F.col("timestamp") < ts_literal(hi)) for lo, hi in windows]
     either = lambda a, b: a | b  # noqa: E731
-    # the dates alone as a conjunct of their own: a partition filter Delta prunes by (a
-    # disjunction that mixes them with the event time is a data filter). Pinned to the version
-    # read now: the dedup's rows stay silver's before the batch's commit.
+    # the dates alone as a conjunct of their own: a partition filter Delta prunes by in a lake
+    # made when silver was partitioned by event date (a disjunction that mixes them with the
+    # event time is a data filter). Pinned to the version read now: the dedup's rows stay
+    # silver's before the batch's commit.
     return (read_delta(spark, silver, version)
             .where(reduce(either, dates) & reduce(either, [d & t for d, t in zip(dates, times)])))
 

@@ -284,36 +284,25 @@ def split_valid(parsed: "DataFrame", rules: Rules,
     return silver, quarantine
 
 
-def deduplicate(events: "DataFrame", existing_ids: "DataFrame | None", files_per_date: int | None = None) -> "DataFrame":
+def deduplicate(events: "DataFrame", existing_ids: "DataFrame | None", files: int = 1) -> "DataFrame":
     """Silver rows without duplicate ``event_id``s: the first record of each id (lowest topic,
     partition, offset) unless the id is among ``existing_ids`` (columns ``event_date``,
     ``event_id``: a duplicate is the same event, so it has the same event date).
 
-    With ``files_per_date``, the rows come out hash-partitioned by ``event_date`` (and a salt
-    of ``event_id`` for more than one file per date): one shuffle serves the dedup, the
-    anti-join and the file layout of the write.
+    The rows come out in ``files`` partitions (one file each when written), by ranges of event
+    time and sorted by it within: a file's statistics (and its Parquet row groups') cover a span
+    of time, so a reader of a few minutes skips the rest of the lake.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     keys = ["event_date", "event_id"]
-    salted = bool(files_per_date and files_per_date > 1)
-    if salted:
-        salt = F.pmod(F.xxhash64("event_id"), F.lit(files_per_date))
-        events = events.withColumn("_salt", salt).repartition("event_date", "_salt")
-        keys = ["event_date", "_salt", "event_id"]
-    elif files_per_date:
-        # no constant salt column: the optimizer folds it into the partitioning, which then no
-        # longer matches the window's keys, and Spark shuffles again (four files per date)
-        events = events.repartition("event_date")
     first = Window.partitionBy(*keys).orderBy(*KAFKA_COLUMNS)
     out = events.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
     if existing_ids is not None:
-        ids = existing_ids.select("event_date", "event_id")
-        if salted:
-            ids = ids.withColumn("_salt", salt)
-        out = out.join(ids, keys, "left_anti")
-    return out.select(*[c for c in events.columns if c != "_salt"])
+        out = out.join(existing_ids.select(*keys), keys, "left_anti")
+    out = out.repartition(1) if files <= 1 else out.repartitionByRange(files, "timestamp")
+    return out.sortWithinPartitions("timestamp").select(*events.columns)
 
 
 def bronze_frame(kafka: "DataFrame", ingest_time: datetime) -> "DataFrame":
