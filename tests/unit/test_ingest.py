@@ -283,13 +283,18 @@ def test_warm_up_runs_one_batch_through_ingest_and_leaves_the_lake_alone(spark, 
         assert not s.path(key).exists(), key  # only a scratch lake, deleted after
 
 
+def added_files(table) -> list[dict]:
+    """The ``add`` actions of a Delta table's log, oldest commit first."""
+    return [json.loads(line)["add"] for f in sorted((table / "_delta_log").glob("*.json"))
+            for line in f.read_text().splitlines() if '"add"' in line]
+
+
 def test_a_table_keeps_file_statistics_of_the_chosen_columns_only(spark, tmp_path) -> None:
     table = tmp_path / "t"
     rows = spark.range(20).selectExpr("id", "uuid() AS text", "CAST(id % 2 AS INT) AS n")
     assert write_batch(rows, table, 0, app_id="a", stats_columns=("id", "n")) == 20
     assert write_batch(rows, table, 1, app_id="a", stats_columns=("id", "n")) == 20  # the table exists now
-    adds = [json.loads(line)["add"] for f in sorted((table / "_delta_log").glob("*.json"))
-            for line in f.read_text().splitlines() if '"add"' in line]
+    adds = added_files(table)
     assert len(adds) >= 2
     for add in adds:
         stats = json.loads(add["stats"])
@@ -337,8 +342,7 @@ def test_a_batch_writes_silver_as_one_file_sorted_by_event_time_with_row_group_s
     stats = process_batch(generated_batch(spark, s, 2000, seed=5), 0, s, None, app_id="layout")
     assert stats.silver > 1000
     silver = s.path("silver")
-    adds = [json.loads(line)["add"] for f in sorted((silver / "_delta_log").glob("*.json"))
-            for line in f.read_text().splitlines() if '"add"' in line]
+    adds = added_files(silver)
     assert len(adds) == 1 and adds[0]["partitionValues"] == {}
     assert not list(silver.glob("event_date=*"))
     meta = pq.ParquetFile(silver / adds[0]["path"]).metadata
@@ -348,3 +352,21 @@ def test_a_batch_writes_silver_as_one_file_sorted_by_event_time_with_row_group_s
     assert all(g.has_min_max for g in groups)
     times = pq.read_table(silver / adds[0]["path"], columns=["timestamp"]).column("timestamp").to_pylist()
     assert len(times) == stats.silver and times == sorted(times)
+
+
+def test_a_large_file_is_written_in_row_groups_a_time_filter_can_skip(spark, tmp_path) -> None:
+    """The session writes Parquet row groups of 16 MB, not Parquet's 128 MB: a silver file of a
+    large batch (tens of MB, sorted by event time) holds several, each with its own time range."""
+    import pyarrow.parquet as pq
+
+    table = tmp_path / "t"
+    rows = (spark.range(300_000).selectExpr("TIMESTAMP_SECONDS(id) AS timestamp", "uuid() AS a", "uuid() AS b",
+                                            "uuid() AS c").repartition(1).sortWithinPartitions("timestamp"))
+    assert write_batch(rows, table, 0, app_id="a") == 300_000
+    (add,) = added_files(table)
+    meta = pq.ParquetFile(table / add["path"]).metadata
+    assert meta.num_row_groups >= 2
+    col = meta.schema.names.index("timestamp")
+    spans = [(g.column(col).statistics.min, g.column(col).statistics.max)
+             for g in map(meta.row_group, range(meta.num_row_groups))]
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))  # disjoint time ranges: skippable

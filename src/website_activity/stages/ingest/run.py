@@ -192,12 +192,12 @@ class _Batch:
         window_s = self.settings["ingest"]["gold_window_s"]
         windows = window_spans(((r.t0, r.t) for r in timed), window_s)
         before = rows_in_windows(self.spark, self.settings.path("silver"), windows) if windows else None
-        files = -(-sum(r.n for r in valid) // self.settings["ingest"]["silver_file_rows"])
-        fresh = deduplicate(silver_rows, before, files)
+        n_valid = sum(r.n for r in valid)
+        fresh = deduplicate(silver_rows, before, -(-n_valid // self.settings["ingest"]["silver_file_rows"]))
         # its commit is what makes the batch's events visible (the latency); not partitioned (a
         # lake's few event dates are not worth a folder each: a 1M-event run was 9 files of 7 MB)
         stats.silver = self.commit("silver", fresh, optimize_write=False) if valid else 0
-        stats.duplicates_removed = sum(r.n for r in valid) - stats.silver
+        stats.duplicates_removed = n_valid - stats.silver
         stats.latency_hist = latency_histogram(valid, time.time())
         lap("silver")
         return window_spans(((r.t0, r.t) for r in timed if not r.is_late), window_s), quarantined  # late: not in gold
