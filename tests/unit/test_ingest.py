@@ -370,3 +370,25 @@ def test_a_large_file_is_written_in_row_groups_a_time_filter_can_skip(spark, tmp
     spans = [(g.column(col).statistics.min, g.column(col).statistics.max)
              for g in map(meta.row_group, range(meta.num_row_groups))]
     assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))  # disjoint time ranges: skippable
+
+
+def test_a_batch_leaves_no_rows_of_its_own_in_spark_memory(spark, tmp_path) -> None:
+    """The parsed rows are kept for the batch's jobs (a local checkpoint) and freed after it: a
+    stream of batches must not pile them up. What stays is Delta's cached table state."""
+    from tests.conftest import make_settings
+    from website_activity.adapters.lake import settle
+    from website_activity.stages.ingest.run import generated_batch, process_batch
+
+    def kept() -> dict[int, str]:
+        rdds = spark.sparkContext._jsc.getPersistentRDDs()
+        return {int(k): str(rdds.get(k).name()) for k in rdds.keySet().toArray()}
+
+    s = make_settings(tmp_path)
+    before = kept()
+    for batch_id in range(2):
+        stats = process_batch(generated_batch(spark, s, 500, seed=11 + batch_id), batch_id, s, None, app_id="memory")
+        assert stats.silver > 0
+    settle()
+    left = {k: name for k, name in kept().items() if k not in before}
+    assert left  # Delta's states of the new tables, so the check sees what is kept
+    assert all(name.startswith("Delta Table State") for name in left.values()), left
