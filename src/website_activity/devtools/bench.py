@@ -40,7 +40,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from website_activity.adapters.files import require_manifest
 from website_activity.core.catalog import ingest_summary_path, model_metrics_path, produce_manifest_path
@@ -728,14 +728,50 @@ def _throughput(run: dict[str, Any]) -> float:
     return sum(n for n, _ in batches) / seconds if seconds else 0.0
 
 
+def search_sustained(first: dict[str, Any], run_at: Callable[[float], dict[str, Any]],
+                     search: Sequence[float], quick: bool) -> tuple[float, list[dict[str, Any]]]:
+    """The highest rate at which the backlog did not grow, from the first live run (at its
+    ``rate``) and the runs ``run_at(rate)`` makes; and those runs.
+
+    While the backlog holds, the rate doubles through ``search``; at the first rate where it
+    grows, one run halfway between the last rate that held and that one (rounded to a thousand)
+    narrows the answer. When the first run already falls behind: one run at 90 % of its
+    throughput to confirm it (not ``quick``); ``quick`` runs only the first.
+    """
+    runs: list[dict[str, Any]] = []
+    if not _backlog_grows(first):
+        sustained, failed = first["rate"], None
+        for r in search:
+            run = run_at(r)
+            runs.append(run)
+            if _backlog_grows(run):
+                failed = r
+                break
+            sustained = r
+        mid = round((sustained + failed) / 2, -3) if failed is not None else None
+        if mid is not None and not quick and sustained < mid < failed:
+            run = run_at(mid)
+            runs.append(run)
+            if not _backlog_grows(run):
+                sustained = mid
+    else:
+        sustained = round(0.9 * _throughput(first), -1)
+        if not quick and sustained >= 100:
+            run = run_at(sustained)
+            runs.append(run)
+            if _backlog_grows(run):
+                sustained = round(0.9 * min(_throughput(run), sustained), -1)
+    return sustained, runs
+
+
 def live_phase(bench: Any, s: Settings, profile: str | None, scratch: Path, logs: Path | None = None, *,
                rate: float = LIVE_RATE, duration_s: float = LIVE_DURATION_S,
                search: tuple[float, ...] = LIVE_SEARCH) -> None:
     """``make live`` at ``rate`` for ``duration_s``: the latency percentiles over the run (Kafka
     append -> silver commit, from ``ingest.json``'s ``latency_s``), then the highest rate at which
-    the backlog does not grow: doubling from ``rate`` through ``search`` while it holds; when
-    ``rate`` already falls behind, one run at 90 % of the ingest's measured throughput to confirm
-    it. A bench of fewer than 1M events (tests, ``QUICK``) makes one 30 s run and estimates the
+    the backlog does not grow (:func:`search_sustained`): doubling from ``rate`` through ``search``
+    while it holds, then one run halfway to the first rate that fell behind; when ``rate`` already
+    falls behind, one run at 90 % of the ingest's measured throughput to confirm it. A bench of fewer than 1M events (tests, ``QUICK``) makes one 30 s run and estimates the
     sustained rate from it (the throughput of its batches, or ``rate`` if it kept up)."""
     quick = bench.events < 1_000_000
     if quick:
@@ -749,21 +785,9 @@ def live_phase(bench: Any, s: Settings, profile: str | None, scratch: Path, logs
                           target="<= 5 s (goal 2 s)" if q == "p95" else "")
             if q == "p95":
                 f.holds = lat[q] <= 5.0
-    if not _backlog_grows(first):
-        sustained = rate
-        for r in search:
-            run = _live_run(s, profile, scratch, r, duration_s, logs)
-            runs.append(run)
-            if _backlog_grows(run):
-                break
-            sustained = r
-    else:
-        sustained = round(0.9 * _throughput(first), -1)
-        if not quick and sustained >= 100:
-            run = _live_run(s, profile, scratch, sustained, duration_s, logs)
-            runs.append(run)
-            if _backlog_grows(run):
-                sustained = round(0.9 * min(_throughput(run), sustained), -1)
+    sustained, more = search_sustained(first, lambda r: _live_run(s, profile, scratch, r, duration_s, logs),
+                                       search, quick)
+    runs += more
     f = bench.add("live_sustained_events_per_s", "live: highest rate with a steady backlog", max(sustained, 1.0),
                   "records/s", target=">= 10,000 (goal 30,000)")
     f.holds = sustained >= 10_000

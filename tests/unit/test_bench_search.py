@@ -1,0 +1,39 @@
+"""The bench's search for the highest live rate with a steady backlog, on made-up runs."""
+
+from __future__ import annotations
+
+from website_activity.devtools.bench import search_sustained
+
+
+def run(rate: float, capacity: float) -> dict:
+    """A live run of 60 s at ``rate`` on an ingest that handles ``capacity`` records/s: the
+    backlog after each 5 s batch (the first, cold, left out by the rule) grows when rate > capacity."""
+    behind = max(rate - capacity, 0.0)
+    backlog = [int(rate * 5 + behind * 5 * i) for i in range(12)]
+    return {"rate": rate, "backlog": backlog, "batch_records": [(int(min(rate, capacity) * 5), 5.0)] * 12}
+
+
+def test_the_search_doubles_then_tries_halfway_to_the_rate_that_fell_behind() -> None:
+    asked: list[float] = []
+
+    def run_at(rate: float) -> dict:
+        asked.append(rate)
+        return run(rate, capacity=12_500)
+
+    sustained, runs = search_sustained(run(2_000, 12_500), run_at, (4_000, 8_000, 16_000, 32_000), quick=False)
+    assert asked == [4_000, 8_000, 16_000, 12_000]  # 32,000 not tried; 12,000 between 8,000 and 16,000
+    assert sustained == 12_000 and len(runs) == 4
+
+
+def test_halfway_that_also_falls_behind_keeps_the_last_rate_that_held() -> None:
+    sustained, runs = search_sustained(run(2_000, 9_000), lambda r: run(r, capacity=9_000),
+                                       (4_000, 8_000, 16_000), quick=False)
+    assert sustained == 8_000 and [r["rate"] for r in runs] == [4_000, 8_000, 16_000, 12_000]
+
+
+def test_a_first_run_that_falls_behind_is_confirmed_at_ninety_percent_of_its_throughput() -> None:
+    sustained, runs = search_sustained(run(2_000, 1_000), lambda r: run(r, capacity=1_000), (4_000,), quick=False)
+    assert [r["rate"] for r in runs] == [900]  # 0.9 x the 1,000/s its batches kept up with
+    assert sustained == 900
+    sustained, runs = search_sustained(run(2_000, 1_000), lambda r: run(r, capacity=1_000), (), quick=True)
+    assert runs == [] and sustained == 900
