@@ -392,3 +392,13 @@ def test_a_batch_leaves_no_rows_of_its_own_in_spark_memory(spark, tmp_path) -> N
     left = {k: name for k, name in kept().items() if k not in before}
     assert left  # Delta's states of the new tables, so the check sees what is kept
     assert all(name.startswith("Delta Table State") for name in left.values()), left
+
+
+def test_a_misspelt_batch_count_is_an_error_not_a_new_attribute() -> None:
+    from website_activity.stages.ingest.accounting import BatchStats
+
+    stats = BatchStats(0, 10, 9, 1, 0, {}, {}, {}, "2026-01-01T00:00:00", 0.5)
+    with pytest.raises(AttributeError):
+        stats.read = 10  # records_read
+    assert stats.to_dict()["records_read"] == 10 and "replayed" not in stats.to_dict()
+    assert BatchStats(**stats.to_dict()) == stats  # a ledger entry reads back as the same stats

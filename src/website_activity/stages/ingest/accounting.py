@@ -7,12 +7,15 @@ these functions the ledger's entries and the tables' statistics, and writes what
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
-@dataclass
+@dataclass(slots=True)
 class BatchStats:
+    """One micro-batch's counts, as its ledger entry keeps them (slots: a misspelt field is an
+    error, not a new attribute the ledger would miss)."""
+
     batch_id: int
     records_read: int
     silver: int
@@ -33,7 +36,7 @@ class BatchStats:
     replayed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "replayed"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "replayed"}
 
 
 def watermarks(previous: Mapping[str, Any] | None, delay_s: float) -> tuple[dict[str, str], dict[str, str]]:
