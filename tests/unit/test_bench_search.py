@@ -37,3 +37,15 @@ def test_a_first_run_that_falls_behind_is_confirmed_at_ninety_percent_of_its_thr
     assert sustained == 900
     sustained, runs = search_sustained(run(2_000, 1_000), lambda r: run(r, capacity=1_000), (), quick=True)
     assert runs == [] and sustained == 900
+
+
+def test_one_slow_batch_at_the_end_is_not_a_growing_backlog() -> None:
+    from website_activity.devtools.bench import _backlog_grows
+
+    # the 4,000/s run of a bench at 2026-12-03 15:44: steady for a minute, then one gold batch
+    held = [13776, 21927, 18531, 16676, 15161, 24993, 15822, 13407, 12861, 22225, 14721, 12602, 13181, 36867]
+    assert not _backlog_grows({"rate": 4000.0, "backlog": held})
+    # the 16,000/s run of the same bench: the stream fell behind at once
+    assert _backlog_grows({"rate": 16000.0, "backlog": [0, 272649, 375484]})
+    assert _backlog_grows({"rate": 4000.0, "backlog": [0, 5000, 9000, 14000, 20000, 26000, 31000]})
+    assert _backlog_grows({"rate": 4000.0, "backlog": [0, 5000]})  # one batch after the cold one: no evidence
