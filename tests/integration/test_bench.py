@@ -53,6 +53,9 @@ def stamps() -> dict[str, int | None]:
 
 def test_bench_writes_every_figure(tmp_path: Path) -> None:
     out, work = tmp_path / "out", tmp_path / "work"
+    stale = out / "bench_logs" / "live-99000.log"  # an earlier run's live rate: not this run's
+    stale.parent.mkdir(parents=True)
+    stale.write_text("live: an earlier run\n")
     before = stamps()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WA__")}
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--events", str(EVENTS),
@@ -88,6 +91,10 @@ def test_bench_writes_every_figure(tmp_path: Path) -> None:
         assert m["cores"] >= 1 and m["memory_gb"] > 0 and len(m["load_average"]) == 3
     # the bench's ingest is the real one: what it read reconciles with the lake
     assert doc["ingest"]["reconciled"] is True and doc["ingest"]["records"] >= EVENTS
+    # each stage's output beside the figures, of this run only
+    logs = {p.name for p in (out / "bench_logs").glob("*.log")}
+    assert {f"{stage}.log" for stage in ("produce", "ingest")} <= logs and not stale.exists()
+    assert {f"live-{int(run['rate'])}.log" for run in doc["live"]} <= logs
 
     with (out / "bench.csv").open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))

@@ -373,6 +373,9 @@ def run_bench(settings: Settings, profile: str | None, events: int, *, runs: int
 
     bench = Bench(events=events, runs=runs, seed=seed)
     bench.extra["machine_start"] = machine_facts()
+    if logs is not None and logs.is_dir():  # this run's logs only (a live rate of an earlier run's search is not)
+        for old in logs.glob("*.log"):
+            old.unlink()
     scratch = workdir or Path(tempfile.mkdtemp(prefix="wa-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
     overrides = scratch_overrides(scratch / "lake", profile)
