@@ -7,10 +7,10 @@ checkpoint, ``failOnDataLoss=true``) and hands each micro-batch to :func:`proces
 1. ``bronze``: every Kafka record as received (key, value, topic, partition, offset, Kafka
    timestamp, ingest time), partitioned by ``ingest_date``, written from the Kafka rows, in a
    thread of its own alongside 2-4 (a record's latency to silver does not wait for it).
-2. The records are parsed once (:func:`parse_records`, cached for the batch) and one job counts
-   them (by reason, topic, event date, lateness).
+2. The records are parsed once (:func:`parse_records`, kept for the batch as a local checkpoint)
+   and one job counts them (by reason, topic, event date, lateness).
 
-Then, each from cached rows and silver as it was before the batch:
+Then, each from those rows and silver as it was before the batch:
 
 3. ``silver``: the valid events, typed (not partitioned: files by ranges of event time, sorted
    by it, ``ingest.silver_file_rows`` at most), deduplicated on
