@@ -778,8 +778,9 @@ def live_phase(bench: Any, s: Settings, profile: str | None, scratch: Path, logs
     append -> silver commit, from ``ingest.json``'s ``latency_s``), then the highest rate at which
     the backlog does not grow (:func:`search_sustained`): doubling from ``rate`` through ``search``
     while it holds, then one run halfway to the first rate that fell behind; when ``rate`` already
-    falls behind, one run at 90 % of the ingest's measured throughput to confirm it. A bench of fewer than 1M events (tests, ``QUICK``) makes one 30 s run and estimates the
-    sustained rate from it (the throughput of its batches, or ``rate`` if it kept up)."""
+    falls behind, one run at 90 % of the ingest's measured throughput to confirm it. A bench of
+    fewer than 1M events (tests, ``QUICK``) makes one 30 s run and estimates the sustained rate
+    from it (the throughput of its batches, or ``rate`` if it kept up)."""
     quick = bench.events < 1_000_000
     if quick:
         duration_s, search = min(duration_s, 30.0), ()

@@ -198,8 +198,8 @@ class _Batch:
     def write_parsed(self, parsed: "DataFrame", stats: BatchStats, lap: Lap,
                      side: ThreadPoolExecutor) -> tuple[list[list[str]], "Future[int] | None"]:
         """Count the parsed batch (one job, which fills :func:`keep_rows`' checkpoint), then commit
-        silver, and quarantine alongside it (in ``side``), each from those rows and silver as it was before
-        the batch: a replay recomputes whatever is missing from the same rows. Returns the spans
+        silver, and quarantine alongside it (in ``side``), each from those rows and silver as it
+        was before the batch: a replay recomputes whatever is missing from the same rows. Returns the spans
         of gold windows the batch's events in time (not late) touched, for :meth:`update_gold`,
         and quarantine's commit (None: nothing to quarantine).
 
