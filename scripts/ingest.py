@@ -6,11 +6,11 @@ import threading
 import click
 
 from website_activity.adapters.spark import spark_java, spark_session
-from website_activity.adapters.topics import check_topics
+from website_activity.adapters.topics import check_topics, topic_offsets
 from website_activity.cli import common_options, echo_err, main_wrapper, settings_from
 from website_activity.cli.preflight import check_writable
 from website_activity.core.catalog import ingest_summary_path
-from website_activity.stages.ingest import run_ingest
+from website_activity.stages.ingest import bulk_settings, records_waiting, run_ingest
 
 
 @click.command()
@@ -34,6 +34,12 @@ def main(profile, port, stream, duration, max_offsets):
     spark_java(settings)
     check_writable(settings, "bronze", "silver", "quarantine", "gold", "runs", "checkpoints")
     check_topics(settings)
+    waiting = records_waiting(settings, topic_offsets(settings))
+    bulk = bulk_settings(settings, waiting)
+    if bulk is not None:  # a replay of a large backlog: the JIT of spark.bulk_driver_java_options
+        click.echo(f"ingest: {waiting:,} records waiting (spark.bulk_records {settings['spark']['bulk_records']:,} "
+                   "or more): the driver JVM compiles its libraries' code with C2 (bulk mode)")
+        settings = bulk
     stop = threading.Event()
     if stream:
         def request_stop(signum, _frame):

@@ -58,6 +58,8 @@ def test_bench_writes_every_figure(tmp_path: Path) -> None:
     stale.write_text("live: an earlier run\n")
     before = stamps()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WA__")}
+    # the bench's ingest of EVENTS is a bulk replay at this threshold (at 1M events it is one by default)
+    env["WA__SPARK__BULK_RECORDS"] = str(EVENTS // 2)
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--events", str(EVENTS),
                            "--runs", "1", "--out-dir", str(out), "--workdir", str(work),
                            "--growth-batch", str(GROWTH_BATCH),
@@ -95,6 +97,7 @@ def test_bench_writes_every_figure(tmp_path: Path) -> None:
     logs = {p.name for p in (out / "bench_logs").glob("*.log")}
     assert {f"{stage}.log" for stage in ("produce", "ingest")} <= logs and not stale.exists()
     assert {f"live-{int(run['rate'])}.log" for run in doc["live"]} <= logs
+    assert "(bulk mode)" in (out / "bench_logs" / "ingest.log").read_text()  # and it reconciled (above)
 
     with (out / "bench.csv").open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))

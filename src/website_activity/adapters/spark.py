@@ -192,6 +192,12 @@ def build_class_archive(settings: Settings) -> Path | None:
     return archive
 
 
+def driver_java_options(settings: Settings) -> str:
+    """``spark.driver_java_options`` with ``{root}`` replaced by the repository root (a file under
+    ``conf/`` named in an option: the driver JVM's working folder may be another)."""
+    return settings["spark"]["driver_java_options"].replace("{root}", str(settings.root))
+
+
 def get_spark(settings: Settings, *, app_suffix: str = "", _jvm_option: str | None = None) -> "SparkSession":
     """Build (or reuse) the SparkSession.
 
@@ -235,9 +241,9 @@ def get_spark(settings: Settings, *, app_suffix: str = "", _jvm_option: str | No
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
     extra = dict(driver_logging(settings))
-    if s.get("driver_java_options"):
+    if driver_java_options(settings):
         key = "spark.driver.extraJavaOptions"
-        extra[key] = f"{extra.get(key, '')} {s['driver_java_options']}".strip()
+        extra[key] = f"{extra.get(key, '')} {driver_java_options(settings)}".strip()
     sharing = _jvm_option if _jvm_option is not None else class_sharing_option(settings, java, spark_jars(settings))
     if sharing:
         key = "spark.driver.extraJavaOptions"

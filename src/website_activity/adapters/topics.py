@@ -231,3 +231,33 @@ def check_topics(settings: Settings) -> None:
     if missing:
         raise PipelineError(f"topic{'s' if len(missing) > 1 else ''} {', '.join(repr(t) for t in missing)} "
                             f"not found on {settings.bootstrap_servers}: run 'make topics'")
+
+
+def topic_offsets(settings: Settings) -> dict[str, dict[int, tuple[int, int]]]:
+    """Each configured topic's partitions: ``{topic: {partition: (first offset, end offset)}}``.
+
+    Raises:
+        PipelineError: No broker answers in time.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    timeout_ms = settings["kafka"]["request_timeout_s"] * 1000
+    with BootstrapErrors() as seen:
+        try:
+            consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=timeout_ms,
+                                     client_id="website-activity-offsets", enable_auto_commit=False,
+                                     **client_config(settings))
+        except (KafkaError, OSError) as exc:
+            raise PipelineError(connect_failure(settings, exc, seen.errors)) from exc
+    try:
+        parts = [TopicPartition(t, p) for t in settings.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        first, end = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
+    except (KafkaError, OSError) as exc:
+        raise PipelineError(no_broker_message(settings, exc)) from exc
+    finally:
+        consumer.close()
+    out: dict[str, dict[int, tuple[int, int]]] = {t: {} for t in settings.topics}
+    for tp in parts:
+        out[tp.topic][tp.partition] = (first[tp], end[tp])
+    return out

@@ -63,15 +63,16 @@ from website_activity.stages.ingest.accounting import (COUNTS, LATENCY_BUCKET_MS
                                                        gold_range, latency_histogram, latency_percentiles,
                                                        ledger_totals, merge_spans, reconcile, watermarks,
                                                        window_spans)
-from website_activity.stages.ingest.run import (IngestResult, checkpoint_app_id, finish_run, flush_gold,
-                                                ledger_entries, ledger_entry, process_batch, rows_in_windows,
-                                                rules_of, run_ingest, stream_failure, warm_up)
+from website_activity.stages.ingest.run import (IngestResult, bulk_settings, checkpoint_app_id, checkpoint_offsets,
+                                                finish_run, flush_gold, ledger_entries, ledger_entry, process_batch,
+                                                records_waiting, rows_in_windows, rules_of, run_ingest,
+                                                stream_failure, warm_up)
 from website_activity.stages.ingest.transforms import (REASONS, Rules, bronze_frame, deduplicate, gold_frame,
                                                        parse_records, quarantine_message, split_valid)
 
 __all__ = ["COUNTS", "LATENCY_BUCKET_MS", "REASONS", "BatchStats", "IngestResult", "Rules", "bronze_frame",
-           "checkpoint_app_id", "deduplicate", "finish_run", "flush_gold", "gold_due", "gold_frame", "gold_range",
-           "latency_histogram", "latency_percentiles", "ledger_entries", "ledger_entry", "ledger_totals",
-           "merge_spans", "parse_records", "process_batch", "quarantine_message", "reconcile",
-           "rows_in_windows", "rules_of", "run_ingest", "split_valid", "stream_failure", "warm_up", "watermarks",
-           "window_spans"]
+           "bulk_settings", "checkpoint_app_id", "checkpoint_offsets", "deduplicate", "finish_run",
+           "flush_gold", "gold_due", "gold_frame", "gold_range", "latency_histogram", "latency_percentiles",
+           "ledger_entries", "ledger_entry", "ledger_totals", "merge_spans", "parse_records", "process_batch",
+           "quarantine_message", "reconcile", "records_waiting", "rows_in_windows", "rules_of", "run_ingest",
+           "split_valid", "stream_failure", "warm_up", "watermarks", "window_spans"]

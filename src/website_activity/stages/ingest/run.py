@@ -449,6 +449,40 @@ def checkpoint_app_id(checkpoint: Path) -> str:
     return app_id
 
 
+def checkpoint_offsets(checkpoint: Path) -> dict[str, dict[int, int]] | None:
+    """Where the query's last committed batch ended in each topic partition, from Spark's
+    checkpoint (``offsets/<id>`` of the newest id in ``commits/``); None: no batch committed."""
+    try:
+        committed = [int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit()]
+        lines = (checkpoint / "offsets" / str(max(committed))).read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError, IndexError):  # no checkpoint, no commit yet (max of nothing), an empty file
+        return None
+    sources = json.loads(lines[-1])  # v1, the batch's metadata, then the Kafka source's offsets
+    return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in sources.items()}
+
+
+def records_waiting(settings: Settings, topics: dict[str, dict[int, tuple[int, int]]]) -> int:
+    """Records in ``topics`` (``{topic: {partition: (first, end offset)}}``, as
+    :func:`website_activity.adapters.topics.topic_offsets` gives) that the ingest's checkpoint
+    has not read yet: all of them when there is no checkpoint."""
+    done = checkpoint_offsets(settings.path("checkpoints") / "ingest") or {}
+    return sum(max(0, end - max(first, done.get(topic, {}).get(p, first)))
+               for topic, parts in topics.items() for p, (first, end) in parts.items())
+
+
+def bulk_settings(settings: Settings, waiting: int) -> Settings | None:
+    """The settings for a run with ``waiting`` records to ingest when that is a bulk replay
+    (``spark.bulk_records`` or more): the driver JVM with ``spark.bulk_driver_java_options``;
+    None otherwise (or when ``spark.bulk_records`` is 0)."""
+    import dataclasses
+
+    s = settings["spark"]
+    if not s["bulk_records"] or waiting < s["bulk_records"] or not s["bulk_driver_java_options"]:
+        return None
+    data = {**settings.data, "spark": {**s, "driver_java_options": s["bulk_driver_java_options"]}}
+    return dataclasses.replace(settings, data=data)
+
+
 def _check_checkpoint(settings: Settings, checkpoint: Path) -> None:
     if ledger_entries(settings) and not (checkpoint / "offsets").is_dir():
         raise PipelineError(f"the lake holds ingested batches but the checkpoint {checkpoint} is gone: "
