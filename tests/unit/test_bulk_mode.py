@@ -42,6 +42,15 @@ def test_what_the_last_committed_batch_read_is_not_waiting(tmp_path: Path) -> No
     assert records_waiting(settings, TOPICS) == 400 + 1000
 
 
+def test_a_checkpoint_file_that_is_not_spark_s_counts_as_no_checkpoint(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    folder = settings.path("checkpoints") / "ingest"
+    spark_checkpoint(folder, {0: {"producer-a": {"0": 200}}}, committed=[0])
+    (folder / "offsets" / "0").write_text("v1\n{not json")
+    assert checkpoint_offsets(folder) is None
+    assert records_waiting(settings, TOPICS) == 600 + 400 + 1000
+
+
 def test_bulk_mode_from_spark_bulk_records_on(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, spark__bulk_records=1000)
     assert bulk_settings(settings, 999) is None

@@ -241,9 +241,10 @@ def get_spark(settings: Settings, *, app_suffix: str = "", _jvm_option: str | No
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
     extra = dict(driver_logging(settings))
-    if driver_java_options(settings):
+    options = driver_java_options(settings)
+    if options:
         key = "spark.driver.extraJavaOptions"
-        extra[key] = f"{extra.get(key, '')} {driver_java_options(settings)}".strip()
+        extra[key] = f"{extra.get(key, '')} {options}".strip()
     sharing = _jvm_option if _jvm_option is not None else class_sharing_option(settings, java, spark_jars(settings))
     if sharing:
         key = "spark.driver.extraJavaOptions"

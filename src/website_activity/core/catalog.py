@@ -32,6 +32,11 @@ def ingest_summary_path(settings: Settings) -> Path:
     return settings.path("runs") / IngestSummary.FILE
 
 
+def ingest_checkpoint_dir(settings: Settings) -> Path:
+    """The streaming query's checkpoint (Spark's offsets and commits, and Delta's app id)."""
+    return settings.path("checkpoints") / "ingest"
+
+
 def ingest_ledger_dir(settings: Settings) -> Path:
     """One JSON file per completed micro-batch (its counts), written before Spark's checkpoint commit."""
     return settings.path("runs") / "ingest_batches"

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from website_activity.core.catalog import ingest_ledger_dir, ingest_summary_path
+from website_activity.core.catalog import ingest_checkpoint_dir, ingest_ledger_dir, ingest_summary_path
 from website_activity.core.config import Settings
 from website_activity.core.errors import PipelineError, first_line
 from website_activity.core.manifests import IngestSummary
@@ -455,9 +455,9 @@ def checkpoint_offsets(checkpoint: Path) -> dict[str, dict[int, int]] | None:
     try:
         committed = [int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit()]
         lines = (checkpoint / "offsets" / str(max(committed))).read_text(encoding="utf-8").splitlines()
-    except (OSError, ValueError, IndexError):  # no checkpoint, no commit yet (max of nothing), an empty file
+        sources = json.loads(lines[-1])  # v1, the batch's metadata, then the Kafka source's offsets
+    except (OSError, ValueError, IndexError):  # no checkpoint, no commit yet (max of nothing), not Spark's file
         return None
-    sources = json.loads(lines[-1])  # v1, the batch's metadata, then the Kafka source's offsets
     return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in sources.items()}
 
 
@@ -465,7 +465,7 @@ def records_waiting(settings: Settings, topics: dict[str, dict[int, tuple[int, i
     """Records in ``topics`` (``{topic: {partition: (first, end offset)}}``, as
     :func:`website_activity.adapters.topics.topic_offsets` gives) that the ingest's checkpoint
     has not read yet: all of them when there is no checkpoint."""
-    done = checkpoint_offsets(settings.path("checkpoints") / "ingest") or {}
+    done = checkpoint_offsets(ingest_checkpoint_dir(settings)) or {}
     return sum(max(0, end - max(first, done.get(topic, {}).get(p, first)))
                for topic, parts in topics.items() for p, (first, end) in parts.items())
 
@@ -539,7 +539,7 @@ def run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool = Fals
 def _run_ingest(spark: "SparkSession", settings: Settings, *, stream: bool,
                 duration_s: float | None, stop: threading.Event | None, trigger_s: float | None = None,
                 drain: bool = False, on_batch: Callable[["BatchStats"], None] | None = None) -> IngestResult:
-    checkpoint = settings.path("checkpoints") / "ingest"
+    checkpoint = ingest_checkpoint_dir(settings)
     _check_checkpoint(settings, checkpoint)
     app_id = checkpoint_app_id(checkpoint)
     entries = ledger_entries(settings)
