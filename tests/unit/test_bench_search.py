@@ -13,7 +13,7 @@ def run(rate: float, capacity: float) -> dict:
     return {"rate": rate, "backlog": backlog, "batch_records": [(int(min(rate, capacity) * 5), 5.0)] * 12}
 
 
-def test_the_search_doubles_then_tries_halfway_to_the_rate_that_fell_behind() -> None:
+def test_the_search_doubles_then_halves_twice_towards_the_rate_that_fell_behind() -> None:
     asked: list[float] = []
 
     def run_at(rate: float) -> dict:
@@ -21,14 +21,23 @@ def test_the_search_doubles_then_tries_halfway_to_the_rate_that_fell_behind() ->
         return run(rate, capacity=12_500)
 
     sustained, runs = search_sustained(run(2_000, 12_500), run_at, (4_000, 8_000, 16_000, 32_000), quick=False)
-    assert asked == [4_000, 8_000, 16_000, 12_000]  # 32,000 not tried; 12,000 between 8,000 and 16,000
-    assert sustained == 12_000 and len(runs) == 4
+    # 32,000 not tried; 12,000 between 8,000 and 16,000 held, then 14,000 between 12,000 and 16,000 did not
+    assert asked == [4_000, 8_000, 16_000, 12_000, 14_000]
+    assert sustained == 12_000 and len(runs) == 5
 
 
 def test_halfway_that_also_falls_behind_keeps_the_last_rate_that_held() -> None:
     sustained, runs = search_sustained(run(2_000, 9_000), lambda r: run(r, capacity=9_000),
                                        (4_000, 8_000, 16_000), quick=False)
-    assert sustained == 8_000 and [r["rate"] for r in runs] == [4_000, 8_000, 16_000, 12_000]
+    assert sustained == 8_000 and [r["rate"] for r in runs] == [4_000, 8_000, 16_000, 12_000, 10_000]
+    sustained, runs = search_sustained(run(2_000, 10_500), lambda r: run(r, capacity=10_500),
+                                       (4_000, 8_000, 16_000), quick=False)
+    assert sustained == 10_000 and [r["rate"] for r in runs] == [4_000, 8_000, 16_000, 12_000, 10_000]
+
+
+def test_the_narrowing_stops_when_no_thousand_lies_between() -> None:
+    sustained, runs = search_sustained(run(2_000, 2_500), lambda r: run(r, capacity=2_500), (3_000,), quick=False)
+    assert sustained == 2_000 and [r["rate"] for r in runs] == [3_000]  # halfway is 2,500 -> rounds to 2,000
 
 
 def test_a_first_run_that_falls_behind_is_confirmed_at_ninety_percent_of_its_throughput() -> None:

@@ -666,6 +666,8 @@ def table(bench: Bench) -> str:
 LIVE_RATE = 2000.0
 LIVE_DURATION_S = 60.0
 LIVE_SEARCH = (4000.0, 8000.0, 16000.0, 32000.0)
+LIVE_NARROWING = 2
+"""Halvings of the interval between the rate that held and the one that fell behind."""
 
 
 def _live_run(s: Settings, profile: str | None, scratch: Path, rate: float, duration_s: float,
@@ -741,8 +743,9 @@ def search_sustained(first: dict[str, Any], run_at: Callable[[float], dict[str, 
     ``rate``) and the runs ``run_at(rate)`` makes; and those runs.
 
     While the backlog holds, the rate doubles through ``search``; at the first rate where it
-    grows, one run halfway between the last rate that held and that one (rounded to a thousand)
-    narrows the answer. When the first run already falls behind: one run at 90 % of its
+    grows, :data:`LIVE_NARROWING` runs halve the interval between the last rate that held and
+    the lowest that fell behind (each halfway, rounded to a thousand): 8,000 held and 16,000 fell
+    behind -> 12,000, then 10,000 or 14,000. When the first run already falls behind: one run at 90 % of its
     throughput to confirm it (not ``quick``); ``quick`` runs only the first.
     """
     runs: list[dict[str, Any]] = []
@@ -755,11 +758,15 @@ def search_sustained(first: dict[str, Any], run_at: Callable[[float], dict[str, 
                 failed = r
                 break
             sustained = r
-        mid = round((sustained + failed) / 2, -3) if failed is not None else None
-        if mid is not None and not quick and sustained < mid < failed:
+        for _ in range(0 if quick or failed is None else LIVE_NARROWING):
+            mid = round((sustained + failed) / 2, -3)
+            if not sustained < mid < failed:
+                break
             run = run_at(mid)
             runs.append(run)
-            if not _backlog_grows(run):
+            if _backlog_grows(run):
+                failed = mid
+            else:
                 sustained = mid
     else:
         sustained = round(0.9 * _throughput(first), -1)
@@ -777,7 +784,7 @@ def live_phase(bench: Any, s: Settings, profile: str | None, scratch: Path, logs
     """``make live`` at ``rate`` for ``duration_s``: the latency percentiles over the run (Kafka
     append -> silver commit, from ``ingest.json``'s ``latency_s``), then the highest rate at which
     the backlog does not grow (:func:`search_sustained`): doubling from ``rate`` through ``search``
-    while it holds, then one run halfway to the first rate that fell behind; when ``rate`` already
+    while it holds, then two halvings of the interval to the first rate that fell behind; when ``rate`` already
     falls behind, one run at 90 % of the ingest's measured throughput to confirm it. A bench of
     fewer than 1M events (tests, ``QUICK``) makes one 30 s run and estimates the sustained rate
     from it (the throughput of its batches, or ``rate`` if it kept up)."""
