@@ -156,6 +156,19 @@ def test_gold_counts_events_users_and_sessions_per_minute_without_late_events(sp
     assert out == [("2026-01-05 08:00:00", 3, 2, 2, "2026-01-05"), ("2026-01-05 08:01:00", 1, 1, 1, "2026-01-05")]
 
 
+def test_gold_distinct_counts_match_count_distinct_on_generated_traffic(spark, settings) -> None:
+    from pyspark.sql import functions as F
+
+    rows = silver_rows(spark, settings, sample_events(settings, 600))
+    w = F.window("timestamp", "60 seconds")
+    want = (rows.where(~F.col("is_late")).groupBy(w.start.alias("window_start"), "device_type", "action_type")
+            .agg(F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users"),
+                 F.countDistinct("session_id").alias("sessions")))
+    got = gold_frame(rows, 60).select("window_start", "device_type", "action_type", "events", "users", "sessions")
+    assert sorted(got.collect()) == sorted(want.collect())
+    assert got.where("users > 1 OR events > sessions").count() > 0  # the sample has groups to tell them apart
+
+
 def test_write_batch_is_idempotent_by_app_and_batch_id(spark, settings, tmp_path) -> None:
     events = sample_events(settings, 40)
     silver = silver_rows(spark, settings, events)

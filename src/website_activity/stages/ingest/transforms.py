@@ -319,14 +319,19 @@ def bronze_frame(kafka: "DataFrame", ingest_time: datetime) -> "DataFrame":
 
 def gold_frame(silver: "DataFrame", window_s: int = 60) -> "DataFrame":
     """Per-window events, distinct users and sessions per device and action, from silver rows
-    that are not late (behind the watermark)."""
+    that are not late (behind the watermark).
+
+    The distinct counts are the sizes of the groups' sets (exact, nulls left out as by
+    ``countDistinct``): one aggregate, where two ``countDistinct``s expand every row twice and
+    aggregate three times (a live gold update of 82k rows 0.80 -> 0.63 s, 1M rows 6.5 -> 6.3 s;
+    docs/performance.md)."""
     from pyspark.sql import functions as F
 
     w = F.window("timestamp", f"{window_s} seconds")
     return (silver.where(~F.col("is_late"))
             .groupBy(w.alias("w"), "device_type", "action_type")
-            .agg(F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users"),
-                 F.countDistinct("session_id").alias("sessions"))
+            .agg(F.count(F.lit(1)).alias("events"), F.size(F.collect_set("user_id")).alias("users"),
+                 F.size(F.collect_set("session_id")).alias("sessions"))
             .select(F.col("w.start").alias("window_start"), F.col("w.end").alias("window_end"),
                     "device_type", "action_type", "events", "users", "sessions",
                     F.to_date(F.col("w.start")).alias("event_date")))
