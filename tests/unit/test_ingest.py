@@ -165,6 +165,7 @@ def test_gold_distinct_counts_match_count_distinct_on_generated_traffic(spark, s
             .agg(F.count(F.lit(1)).alias("events"), F.countDistinct("user_id").alias("users"),
                  F.countDistinct("session_id").alias("sessions")))
     got = gold_frame(rows, 60).select("window_start", "device_type", "action_type", "events", "users", "sessions")
+    assert got.dtypes == want.dtypes  # a lake's gold table keeps its schema (users, sessions: bigint)
     assert sorted(got.collect()) == sorted(want.collect())
     assert got.where("users > 1 OR events > sessions").count() > 0  # the sample has groups to tell them apart
 

@@ -330,8 +330,9 @@ def gold_frame(silver: "DataFrame", window_s: int = 60) -> "DataFrame":
     w = F.window("timestamp", f"{window_s} seconds")
     return (silver.where(~F.col("is_late"))
             .groupBy(w.alias("w"), "device_type", "action_type")
-            .agg(F.count(F.lit(1)).alias("events"), F.size(F.collect_set("user_id")).alias("users"),
-                 F.size(F.collect_set("session_id")).alias("sessions"))
+            .agg(F.count(F.lit(1)).alias("events"),  # bigint, as countDistinct was: gold's schema
+                 F.size(F.collect_set("user_id")).cast("long").alias("users"),
+                 F.size(F.collect_set("session_id")).cast("long").alias("sessions"))
             .select(F.col("w.start").alias("window_start"), F.col("w.end").alias("window_end"),
                     "device_type", "action_type", "events", "users", "sessions",
                     F.to_date(F.col("w.start")).alias("event_date")))
